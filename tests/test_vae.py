@@ -1,0 +1,175 @@
+"""Part 1 and the shared base: the model, the loss against references, the loader, training, the command line."""
+import json
+import math
+
+import pytest
+import torch
+
+import vae
+from conftest import IDX_NAMES, make_tiny_mnist, run, tiny_digits
+
+
+@pytest.mark.parametrize("hidden", vae.HIDDEN_CONFIGS)
+def test_mlp_layer_sizes(hidden):
+    model = vae.MLPVAE(hidden, latent_dim=20)
+    h1, h2 = hidden
+    linear = lambda seq: [(m.in_features, m.out_features) for m in seq if isinstance(m, torch.nn.Linear)]
+    assert linear(model.encoder) == [(784, h1), (h1, h2)]
+    assert linear([model.mu, model.logvar]) == [(h2, 20), (h2, 20)]
+    assert linear(model.decoder) == [(20, h2), (h2, h1), (h1, 784)]
+    logits, mu, logvar = model(torch.rand(3, 1, 28, 28))
+    assert logits.shape == (3, 1, 28, 28) and mu.shape == logvar.shape == (3, 20)
+
+
+def test_kl_matches_monte_carlo():
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(4, 20, dtype=torch.float64), torch.randn(4, 20, dtype=torch.float64)
+    std = torch.exp(0.5 * logvar)
+    z = mu + std * torch.randn(200_000, 4, 20, dtype=torch.float64)
+    q = torch.distributions.Normal(mu, std)
+    p = torch.distributions.Normal(0.0, 1.0)
+    # KL(q || p) = E_q[log q(z) − log p(z)], estimated by sampling
+    monte_carlo = (q.log_prob(z) - p.log_prob(z)).sum(-1).mean(0)
+    torch.testing.assert_close(vae.kl_divergence(mu, logvar), monte_carlo, rtol=0.02, atol=0.05)
+
+
+def test_reconstruction_is_summed_bernoulli_nll():
+    torch.manual_seed(0)
+    logits, x = torch.randn(5, 1, 28, 28), torch.rand(5, 1, 28, 28)
+    p = torch.sigmoid(logits)
+    by_hand = -(x * torch.log(p) + (1 - x) * torch.log(1 - p)).flatten(1).sum(1)
+    torch.testing.assert_close(vae.reconstruction(logits, x), by_hand, rtol=1e-4, atol=1e-3)
+
+
+def test_importance_weighted_bound():
+    """IW with k = 1 is a single-sample ELBO, so on average it equals −(−ELBO); with k large it is tighter."""
+    torch.manual_seed(0)
+    model = vae.MLPVAE((50, 50))
+    x = torch.rand(256, 1, 28, 28).round()
+    elbo = -vae.evaluate(model, x.repeat(20, 1, 1, 1))["neg_elbo"]
+    iw_1 = sum(vae.iw_log_likelihood(model, x, k=1) for _ in range(20)) / 20
+    iw_100 = vae.iw_log_likelihood(model, x, k=100)
+    assert abs(iw_1 - elbo) < 0.01 * abs(elbo)
+    assert iw_100 > elbo + 1.0
+
+
+def test_loss_falls_on_a_tiny_batch():
+    torch.manual_seed(0)
+    model = vae.MLPVAE((100, 100))
+    opt = vae.make_optimizer(model, 1e-3, capturable=False)
+    x = torch.as_tensor(tiny_digits(64, 0)[0]).float().div(255).unsqueeze(1)
+    losses = [vae.vae_step(model, opt, x).sum().item() for _ in range(100)]
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_loader_reads_idx_through_torchvision(tmp_path):
+    make_tiny_mnist(tmp_path, n_train=30, n_test=20)
+    train_x, train_y, test_x, test_y = vae.load_mnist(tmp_path, torch.device("cpu"))
+    images, labels = tiny_digits(30, 0)
+    assert train_x.shape == (30, 1, 28, 28) and test_x.shape == (20, 1, 28, 28)
+    torch.testing.assert_close(train_x[:, 0], torch.as_tensor(images).float() / 255)
+    assert train_y.tolist() == labels.tolist()
+    assert 0 <= test_x.min() and test_x.max() <= 1
+
+
+def test_damaged_idx_file_is_named(tmp_path):
+    make_tiny_mnist(tmp_path, n_train=30, n_test=20)
+    damaged = tmp_path / "MNIST" / "raw" / IDX_NAMES["test"][0]
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    with pytest.raises(vae.UserError, match=f"{IDX_NAMES['test'][0]} is damaged"):
+        vae.load_mnist(tmp_path, torch.device("cpu"))
+
+
+def test_cosine_schedule():
+    assert vae.cosine_lr(3e-3, 0, 25) == 3e-3
+    assert math.isclose(vae.cosine_lr(3e-3, 25, 25), 0, abs_tol=1e-12)
+    lrs = [vae.cosine_lr(1.0, e, 10) for e in range(10)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+
+
+def without_timings(metrics):
+    metrics = dict(metrics, seconds_per_epoch=None)
+    metrics["history"] = [dict(h, seconds=None) for h in metrics["history"]]
+    return metrics
+
+
+def test_same_seed_same_metrics(tiny_data, tmp_path):
+    for out in ("a", "b"):
+        result = run("vae.py", "--quick", "--hidden", "20", "20", "--epochs", "2", "--data-dir", tiny_data,
+                     "--out", tmp_path / out)
+        assert result.returncode == 0, result.stderr
+    a, b = (json.loads((tmp_path / out / "mlp_20_20_metrics.json").read_text()) for out in ("a", "b"))
+    assert without_timings(a) == without_timings(b)
+    assert len(a["history"]) == 2 and a["test"]["neg_elbo"] > 0
+
+
+def test_interrupted_training_resumes_to_the_same_result(tiny_data, tmp_path, monkeypatch, capsys):
+    args = ["--quick", "--hidden", "20", "20", "--epochs", "3", "--data-dir", str(tiny_data)]
+    vae.main(args + ["--out", str(tmp_path / "straight")])
+
+    real_epoch, calls = vae.train_epoch, []
+
+    def dies_in_epoch_3(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt   # as if the student pressed Ctrl-C
+        return real_epoch(*a, **k)
+
+    monkeypatch.setattr(vae, "train_epoch", dies_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        vae.main(args + ["--out", str(tmp_path / "resumed")])
+    monkeypatch.setattr(vae, "train_epoch", real_epoch)
+    assert not (tmp_path / "resumed" / "mlp_20_20_metrics.json").exists()
+    vae.main(args + ["--out", str(tmp_path / "resumed")])
+    assert "resuming after epoch 2" in capsys.readouterr().out
+    a, b = (json.loads((tmp_path / d / "mlp_20_20_metrics.json").read_text()) for d in ("straight", "resumed"))
+    assert without_timings(a) == without_timings(b)
+
+
+def test_checkpoint_loads_with_weights_only(tiny_data, tmp_path):
+    vae.main(["--quick", "--hidden", "20", "20", "--data-dir", str(tiny_data), "--out", str(tmp_path)])
+    ckpt = torch.load(tmp_path / "mlp_20_20.pt", weights_only=True)
+    assert ckpt["complete"] and ckpt["model"] == {"arch": "mlp", "hidden": [20, 20], "latent_dim": 20}
+    assert ckpt["metrics"]["test"]["neg_elbo"] > 0
+    model, _ = vae.load_trained(tmp_path / "mlp_20_20.pt", vae.MLPVAE, ckpt["model"], "python vae.py")
+    assert torch.equal(model.mu.weight, ckpt["state_dict"]["mu.weight"])
+
+
+def test_missing_data_is_one_line_and_exit_2(tmp_path):
+    result = run("vae.py", "--quick", "--data-dir", tmp_path / "nowhere", "--out", tmp_path / "out")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in lines[0]
+    assert all(name in lines[0] for name in vae.MNIST_FILES)
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "0"], ["--hidden", "-5", "100"], ["--lr", "0"],
+                                   ["--batch-size", "-1"], ["--no-such-flag"]])
+def test_bad_flags_give_the_argparse_error(flags, tmp_path):
+    result = run("vae.py", *flags, "--out", tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_notebook_argv_is_ignored():
+    parser = vae.make_parser("test")
+    args = vae.parse(parser, ["-f", "/root/.local/share/jupyter/runtime/kernel-1.json"])
+    assert args.out == "results" and not args.quick
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_step_matches_the_eager_loop():
+    torch.manual_seed(0)
+    x = torch.rand(1024, 1, 28, 28, device="cuda").round()
+    curves = []
+    for capturable in (False, True):
+        torch.manual_seed(0)
+        model = vae.MLPVAE((100, 100)).cuda()
+        opt = vae.make_optimizer(model, 1e-3, capturable=capturable)
+        step = vae.make_step(lambda xb: vae.vae_step(model, opt, xb), model, opt, (x,), 128)
+        g = torch.Generator().manual_seed(0)
+        curves.append([sum(vae.train_epoch(step, len(x), 128, g, x.device)) for _ in range(5)])
+    for eager, graph in zip(*curves):
+        assert abs(eager - graph) < 0.02 * eager
