@@ -56,3 +56,14 @@ def run(*args, cwd=ROOT, timeout=300):
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, *map(str, args)] if str(args[0]).endswith(".py") else list(map(str, args))
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def quick_models(tiny_data, tmp_path_factory):
+    """A folder with conv.pt and classifier.pt, quick-trained on the tiny data, for the Part 4 steps.
+    Copy what you need out of it: tests must not change it."""
+    out = tmp_path_factory.mktemp("models")
+    for script in ("conv_vae.py", "classifier.py"):
+        result = run(script, "--quick", "--data-dir", tiny_data, "--out", out)
+        assert result.returncode == 0, result.stderr
+    return out

@@ -1,0 +1,239 @@
+"""
+Part 4 — walking through the conv VAE's latent space from one digit to another.
+
+    python interpolate.py                          # a 4 turning into a 7, 10 frames per path
+    python interpolate.py --from 1 --to 8 --steps 12
+    python interpolate.py --quick                  # every code path in seconds on a CPU
+    python interpolate.py --data-dir ../shared/data --device cpu --out results
+
+It reads conv.pt and classifier.pt from --out, so run `python conv_vae.py` and `python classifier.py` first.
+
+The two ends are prior samples z ~ N(0, I) whose decodings the classifier most confidently calls the two digits
+(at least --confidence). Taking them from the prior means the path starts and ends where the generative model
+actually puts its mass, the same distribution the t-SNE of Part 4 looks at; only when no prior sample among
+--max-draws is confidently that digit does an end fall back to the posterior mean μ(x) of a test image x of it.
+Between the ends the path is linear, z_t = (1 − t) z_a + t z_b, and, for comparison, spherical (slerp), which keeps
+the norm that a Gaussian sample in 20 dimensions almost always has. Every frame is decoded and classified.
+Outputs under --out: interpolation.png (the frames, with the classifier's digit and confidence under each),
+interpolation_probs.png (the 10 class probabilities along t) and interpolation_metrics.json.
+"""
+import argparse
+
+import matplotlib.pyplot as plt
+import torch
+
+from classifier import classify, load_classifier
+from conv_vae import load_conv_vae
+from vae import (UserError, cli, file_digest, load_mnist, make_parser, outputs_complete, parse, positive_int,
+                 save_figure, save_json, show_images, start)
+
+FROM_DIGIT = 4       # the path starts at this digit ...
+TO_DIGIT = 7         # ... and ends at this one
+STEPS = 10           # frames per path, both ends included
+CONFIDENCE = 0.9     # an end must be its digit with at least this classifier probability
+MAX_DRAWS = 20000    # cap on prior samples searched for the ends; --quick uses QUICK_MAX_DRAWS
+QUICK_MAX_DRAWS = 2000
+DRAW_BATCH = 1000    # prior samples decoded and classified at a time
+PARALLEL_EPS = 1e-6  # sin Ω below this: the ends point the same (or opposite) way and slerp falls back to linear
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Paths between two latent vectors
+
+def interpolate(z_a, z_b, steps):
+    """`steps` points from z_a to z_b (both (d,)), evenly spaced in t and both ends included → (steps, d)."""
+    t = torch.linspace(0, 1, steps, dtype=z_a.dtype, device=z_a.device)[:, None]   # (steps, 1)
+    # z_t = (1 − t) z_a + t z_b,  t = 0, 1/(steps − 1), …, 1
+    return (1 - t) * z_a + t * z_b                                                  # (steps, d)
+
+
+def slerp(z_a, z_b, steps):
+    """Spherical interpolation: the same t, but along the great circle through z_a and z_b → (steps, d)."""
+    norms = z_a.norm() * z_b.norm()
+    if norms == 0:                       # a zero vector has no direction to turn from
+        return interpolate(z_a, z_b, steps)
+    # cos Ω = z_a·z_b / (|z_a| |z_b|)
+    omega = torch.acos((z_a @ z_b / norms).clamp(-1, 1))
+    if torch.sin(omega) < PARALLEL_EPS:  # Ω ≈ 0 (or π): no plane to turn in
+        return interpolate(z_a, z_b, steps)
+    t = torch.linspace(0, 1, steps, dtype=z_a.dtype, device=z_a.device)[:, None]   # (steps, 1)
+    # z_t = sin((1 − t)Ω)/sin Ω · z_a + sin(tΩ)/sin Ω · z_b
+    w_a, w_b = torch.sin((1 - t) * omega) / torch.sin(omega), torch.sin(t * omega) / torch.sin(omega)
+    return w_a * z_a + w_b * z_b                                                    # (steps, d)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The ends: prior samples the classifier is sure of, else encoded test images
+
+@torch.no_grad()
+def decode_and_classify(vae, classifier, z):
+    """Images x = σ(decoder logits) in [0, 1], (N, 1, 28, 28), and the classifier's p(digit | x), (N, 10)."""
+    images = torch.sigmoid(vae.decode(z))
+    return images, classify(classifier, images)
+
+
+def prior_ends(vae, classifier, digits, threshold, max_draws, generator, device):
+    """For each digit, the prior sample whose decoding the classifier calls that digit with the highest
+    confidence ≥ threshold, or None. Batches are drawn until every digit has one or max_draws are spent.
+    Returns ({digit: end or None}, the number of samples drawn)."""
+    latent_dim = vae.config["latent_dim"]
+    ends, drawn = {digit: None for digit in digits}, 0
+    while drawn < max_draws and None in ends.values():
+        n = min(DRAW_BATCH, max_draws - drawn)
+        z = torch.randn(n, latent_dim, generator=generator).to(device)   # z ~ N(0, I): (n, 20), same on every device
+        _, probs = decode_and_classify(vae, classifier, z)               # (n, 10)
+        confidence, label = probs.max(1)
+        for digit in digits:
+            score = torch.where(label == digit, confidence, -1.0)
+            i = int(score.argmax())
+            best = ends[digit]
+            if score[i] >= threshold and (best is None or score[i] > best["confidence"]):
+                ends[digit] = {"source": "prior", "draw": drawn + i, "z": z[i], "confidence": score[i].item()}
+        drawn += n
+    return ends, drawn
+
+
+@torch.no_grad()
+def test_image_end(vae, classifier, test_x, test_y, digit):
+    """The posterior mean μ(x) of the test image x of `digit` whose decoding the classifier gives the highest
+    p(digit | decoded image), whether or not that reaches the threshold."""
+    index = (test_y == digit).nonzero().squeeze(1)
+    if len(index) == 0:
+        raise UserError(f"the test set has no image of a {digit} to fall back on; use the full MNIST (no --quick)")
+    mu = torch.cat([vae.encode(xb)[0] for xb in test_x[index].split(DRAW_BATCH)])   # (n, 20)
+    _, probs = decode_and_classify(vae, classifier, mu)
+    i = int(probs[:, digit].argmax())
+    return {"source": "test image", "test_index": int(index[i]), "z": mu[i], "confidence": probs[i, digit].item()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the classifier sees along a path
+
+def path_metrics(images, probs, ends):
+    """Labels and confidences along a path of decoded frames images (S, 1, 28, 28) with class probabilities
+    probs (S, 10); ends = (first digit, last digit). Returns plain Python values, ready for JSON."""
+    steps = len(probs)
+    t = [i / (steps - 1) for i in range(steps)]
+    confidence, label = probs.max(1)
+    labels, confidences = label.tolist(), confidence.tolist()
+    changes = [{"step": i, "t": t[i], "from": labels[i - 1], "to": labels[i]}
+               for i in range(1, steps) if labels[i] != labels[i - 1]]
+    low = int(confidence.argmin())
+    # mean over the S − 1 steps of ‖x_{i+1} − x_i‖₂, over the 784 pixels
+    step_l2 = (images[1:] - images[:-1]).flatten(1).norm(dim=1)
+    return {"t": t, "labels": labels, "confidences": confidences, "changes": changes,
+            "intermediate_digits": list(dict.fromkeys(d for d in labels if d not in ends)),
+            "min_confidence": {"value": confidences[low], "step": low, "t": t[low]},
+            "mean_frame_l2": step_l2.mean().item()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figures
+
+def plot_probs(probs, digits, path):
+    """One panel per path: the classifier's 10 probabilities against t, the two end digits drawn bold."""
+    fig, axes = plt.subplots(1, len(probs), figsize=(6 * len(probs), 4), sharey=True, squeeze=False)
+    for ax, (name, p) in zip(axes.flat, probs.items()):
+        t = torch.linspace(0, 1, len(p))
+        colors = dict(zip([*digits, *(c for c in range(10) if c not in digits)], (f"C{i}" for i in range(10))))
+        for c in range(10):
+            end = c in digits
+            ax.plot(t, p[:, c].cpu(), color=colors[c], lw=2.5 if end else 1, alpha=1 if end else 0.45,
+                    marker="o" if end else None, ms=3, label=f"{c} (end)" if end else str(c))
+        ax.set(title=f"{name}: p(digit | decoded frame)", xlabel="t", ylim=(-0.02, 1.02))
+    axes[0, 0].set_ylabel("classifier probability")
+    axes[0, -1].legend(title="digit", fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def probability(text):
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a probability between 0 and 1, got {text}")
+    return value
+
+
+def main(argv=None):
+    p = make_parser("Part 4: interpolate between two digits in the conv VAE's latent space.")
+    p.add_argument("--from", dest="from_digit", type=int, choices=range(10), default=FROM_DIGIT, metavar="DIGIT",
+                   help=f"digit at the start of the path (default: {FROM_DIGIT})")
+    p.add_argument("--to", dest="to_digit", type=int, choices=range(10), default=TO_DIGIT, metavar="DIGIT",
+                   help=f"digit at the end of the path (default: {TO_DIGIT})")
+    p.add_argument("--steps", type=positive_int, default=STEPS,
+                   help=f"frames per path, both ends included, at least 2 (default: {STEPS})")
+    p.add_argument("--confidence", type=probability, default=CONFIDENCE,
+                   help=f"classifier probability an end must reach (default: {CONFIDENCE})")
+    p.add_argument("--max-draws", type=positive_int, default=None,
+                   help=f"prior samples searched for the ends (default: {MAX_DRAWS}; {QUICK_MAX_DRAWS} with --quick)")
+    args = parse(p, argv)
+    if args.steps < 2:
+        p.error(f"argument --steps: must be at least 2 (the two ends), got {args.steps}")
+    if args.from_digit == args.to_digit:
+        p.error(f"arguments --from and --to: must be two different digits, both are {args.from_digit}")
+    args.max_draws = args.max_draws or (QUICK_MAX_DRAWS if args.quick else MAX_DRAWS)
+    device, out = start(args, vars(args))
+    vae = load_conv_vae(out, device)
+    classifier = load_classifier(out, device)
+
+    digits = (args.from_digit, args.to_digit)
+    paths = {"frames": out / "interpolation.png", "probs": out / "interpolation_probs.png",
+             "metrics": out / "interpolation_metrics.json"}
+    config = {"from": args.from_digit, "to": args.to_digit, "steps": args.steps, "confidence": args.confidence,
+              "max_draws": args.max_draws, "seed": args.seed, "quick": args.quick,
+              "models": {"conv.pt": file_digest(out / "conv.pt"), "classifier.pt": file_digest(out / "classifier.pt")}}
+    if not args.force and outputs_complete(paths["metrics"], config, [paths["frames"], paths["probs"]]):
+        print("interpolate: skipped, outputs are complete and match the settings (--force redoes it)")
+        return
+
+    # --- the ends
+    generator = torch.Generator().manual_seed(args.seed)
+    ends, draws = prior_ends(vae, classifier, digits, args.confidence, args.max_draws, generator, device)
+    test = None
+    for digit in digits:
+        if ends[digit] is None:
+            test = test or load_mnist(args.data_dir, device, args.quick)
+            ends[digit] = end = test_image_end(vae, classifier, test[2], test[3], digit)
+            below = "" if end["confidence"] >= args.confidence else ", below the threshold but the best there is"
+            print(f"interpolate: no prior sample among {draws} is a {digit} with confidence ≥ {args.confidence}; "
+                  f"falling back to test image {end['test_index']}, encoded (μ), whose decoding is a {digit} "
+                  f"with confidence {end['confidence']:.3f}{below}")
+    z_a, z_b = ends[digits[0]]["z"], ends[digits[1]]["z"]
+
+    # --- both paths, decoded and classified
+    images, probs, results = {}, {}, {}
+    for name, path in (("linear", interpolate), ("slerp", slerp)):
+        z = path(z_a, z_b, args.steps)
+        images[name], probs[name] = decode_and_classify(vae, classifier, z)
+        results[name] = {**path_metrics(images[name], probs[name], digits), "z_norms": z.norm(dim=1).tolist()}
+
+    # --- outputs
+    captions = [f"{name}\n{d} ({c:.2f})" if i == 0 else f"{d} ({c:.2f})"
+                for name, m in results.items() for i, (d, c) in enumerate(zip(m["labels"], m["confidences"]))]
+    show_images(torch.cat([images["linear"], images["slerp"]]), paths["frames"],
+                f"From a {digits[0]} to a {digits[1]} in the conv VAE's latent space, linear (top) and slerp "
+                f"(bottom); under each frame the classifier's digit (confidence)", captions=captions, ncols=args.steps)
+    plot_probs(probs, digits, paths["probs"])
+    metrics = {
+        "config": config,
+        "ends": {key: {"digit": digit, **{k: v for k, v in ends[digit].items() if k != "z"},
+                       "confident": ends[digit]["confidence"] >= args.confidence, "z": ends[digit]["z"].tolist()}
+                 for key, digit in zip(("from", "to"), digits)},
+        "prior_draws": draws,
+        "latent_distance": (z_a - z_b).norm().item(),
+        **results,
+    }
+    save_json(paths["metrics"], metrics)
+
+    sources = ", ".join(f"{digit} from {ends[digit]['source']} ({ends[digit]['confidence']:.2f})" for digit in digits)
+    print(f"ends: {sources}; |z_a − z_b| = {metrics['latent_distance']:.2f}")
+    for name, m in results.items():
+        changes = ", ".join(f"{c['from']}→{c['to']} at t={c['t']:.2f}" for c in m["changes"]) or "none"
+        low = m["min_confidence"]
+        print(f"{name}: label changes {changes}; lowest confidence {low['value']:.2f} at t={low['t']:.2f}")
+    print(f"wrote {paths['frames']}, {paths['probs']} and {paths['metrics']}")
+
+
+if __name__ == "__main__":
+    cli(main)
