@@ -24,6 +24,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -86,7 +87,9 @@ def save_checkpoint(path, obj):
 def read_checkpoint(path):
     """Load with weights_only=True: a checkpoint is data, and a pickle that carries code is refused, not run."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():   # a foreign file can make torch warn; the error below says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"{path} cannot be read safely as a checkpoint ({type(e).__name__}); "
                         f"delete it and rerun the step that writes it") from None
