@@ -64,10 +64,14 @@ def model_observations(m):
     notes.append(f"Among the MLPs, the test −ELBO {trend} with width: {mlp[0]:.2f} (100,100), {mlp[1]:.2f} "
                  f"(200,200), {mlp[2]:.2f} (300,300).")
     kl = {name: mm["test"]["kl"] for name, mm in models.items()}
+    most_kl = max(kl, key=kl.get)
+    kl_list = ", ".join(f"{n} {v:.2f}" for n, v in kl.items())
     notes.append(f"Reconstruction is most of the loss: the KL term is {pct(kl[best] / loss[best])} of {best}'s "
-                 f"total ({kl[best]:.2f} of {loss[best]:.2f} nats). The best model spends "
-                 f"{'more' if kl[best] >= max(kl.values()) - 1e-9 else 'less'} KL than the others "
-                 f"({', '.join(f'{n} {v:.2f}' for n, v in kl.items())}): a better fit buys more information in z.")
+                 f"total ({kl[best]:.2f} of {loss[best]:.2f} nats). "
+                 + (f"The best model also spends the most KL ({kl_list}): a better decoder is worth more "
+                    f"information in z." if most_kl == best else
+                    f"The best model is not the one that spends the most KL ({kl_list}): {most_kl} puts more "
+                    f"information in z and still fits worse."))
     gaps = {name: mm["test"]["neg_elbo"] + mm["iw_log_likelihood"] for name, mm in models.items()}
     k = models["conv"]["config"]["eval"]["iw_samples"]
     notes.append(f"The importance-weighted estimate of log p(x) (k = {k}) lies {min(gaps.values()):.2f} to "
@@ -94,16 +98,18 @@ def latent_observations(t):
     top, low = max(range(10), key=share.__getitem__), min(range(10), key=share.__getitem__)
     chance = sum(s * s for s in share)
     knn = t["knn_agreement"]
+    even = share[low] > 0 and share[top] / share[low] < 1.5
     notes = [
-        f"Decoded prior samples are not spread evenly over the digits: the classifier calls {pct(share[top])} of "
-        f"them {top} and only {pct(share[low])} {low}, where MNIST has about 10% of each; the prior's mass is shared "
-        f"unevenly between the classes.",
+        f"Decoded prior samples are spread {'roughly evenly' if even else 'unevenly'} over the digits: the "
+        f"classifier calls {pct(share[top])} of them {top} and {pct(share[low])} {low}, where MNIST has about 10% of "
+        f"each" + ("." if even else "; the prior's mass is shared unevenly between the classes."),
         f"The classifier's mean confidence on the {n} decoded samples is {t['mean_confidence']:.3f}, and "
-        f"{pct(t['low_confidence_share'])} of them get less than 0.5: those lie between digit regions, where the "
-        f"decoder blends shapes.",
-        f"Digits occupy contiguous regions of the 20-dimensional latent space: the 10 nearest neighbours of a sample "
-        f"share its predicted digit {pct(knn['latent'])} of the time, against {pct(chance)} by chance "
-        f"({knn['latent'] / chance:.1f}×).",
+        f"{pct(t['low_confidence_share'])} of them get less than 0.5: those decode to shapes the classifier cannot "
+        f"place, blends that lie between digit regions.",
+        f"The 10 nearest neighbours of a sample in the 20-dimensional latent space share its predicted digit "
+        f"{pct(knn['latent'])} of the time, against {pct(chance)} by chance ({knn['latent'] / chance:.1f}×): "
+        + ("digits occupy contiguous regions of the latent space." if knn["latent"] > 1.5 * chance else
+           "the digits are hardly separated in the latent space."),
     ]
     emb_lat, emb_img = knn["latent_embedding"], knn["image_embedding"]
     clearer = "decoded images" if emb_img > emb_lat else "latent vectors"
@@ -132,9 +138,11 @@ def interpolation_observations(i):
                      f"differ by {p['mean_frame_l2']:.2f} in pixel L2 on average.")
     norm = {kind: min(i[kind]["z_norms"]) for kind in ("linear", "slerp")}
     latent = len(ends["from"]["z"])
-    notes.append(f"Along the linear path |z| dips to {norm['linear']:.2f}, against {norm['slerp']:.2f} for slerp and "
-                 f"about √{latent} = {math.sqrt(latent):.2f} for a typical prior sample: the straight line cuts "
-                 f"through the centre of the latent space, where prior samples hardly ever fall.")
+    dips = norm["linear"] < norm["slerp"] - 0.1
+    notes.append(f"Along the linear path |z| falls to {norm['linear']:.2f}, against {norm['slerp']:.2f} for slerp and "
+                 f"about √{latent} = {math.sqrt(latent):.2f} for a typical prior sample"
+                 + (": the straight line cuts through the centre of the latent space, where prior samples hardly "
+                    "ever fall." if dips else "; here the two paths stay equally far from the centre."))
     return notes
 
 
@@ -170,8 +178,8 @@ def markdown(m, out):
              f"{t['knn_agreement']['latent_embedding']:.3f} | {t['knn_agreement']['image_embedding']:.3f} |",
              f"| trustworthiness (k = 10) | | {t['trustworthiness']['latent_embedding']:.3f} | "
              f"{t['trustworthiness']['image_embedding']:.3f} |",
-             f"| final KL(P‖Q) | | {t['kl']['latent']:.3f} | {t['kl']['images']:.3f} |",
-             f"| t-SNE seconds | | {t['seconds']['latent']:.1f} | {t['seconds']['images']:.1f} |", "",
+             f"| final KL(P‖Q) | | {t['kl']['latent']:.3f} | {t['kl']['image']:.3f} |",
+             f"| t-SNE seconds | | {t['seconds']['latent']:.1f} | {t['seconds']['image']:.1f} |", "",
              "### Observations on the latent space", "", *[f"- {s}" for s in latent_observations(t)], "",
              "### Observations on the interpolation", "",
              *[f"- {s}" for s in interpolation_observations(m["interpolation"])], "", "## Figures", ""]
