@@ -2,7 +2,7 @@
 # The whole study, in order: Part 1, Parts 2–3, then Part 4 and the report.
 #
 #   pip install -r requirements.txt && bash run_all.sh
-#   bash run_all.sh --quick                       # every step on a sliver of MNIST, in about a minute on a CPU
+#   bash run_all.sh --quick                       # every step on a sliver of MNIST, in about 20 s on a CPU
 #   bash run_all.sh --data-dir ../shared/data --out results --device cpu
 #
 # Each step skips work whose outputs are complete and match the settings, so a rerun after an interruption
