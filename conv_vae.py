@@ -13,7 +13,7 @@ its checkpoint with weights_only=True.
 import torch
 import torch.nn as nn
 
-from vae import (EPOCHS, HIDDEN_CONFIGS, LATENT_DIM, N_SAMPLES, VAE, MLPVAE, add_vae_args, cli, file_digest,
+from vae import (EPOCHS, HIDDEN_CONFIGS, LATENT_DIM, N_SAMPLES, VAE, MLPVAE, UserError, add_vae_args, cli, file_digest,
                  fit, load_mnist, load_trained, make_parser, outputs_complete, parse, plot_losses, save_json,
                  show_images, start)
 
@@ -55,11 +55,12 @@ def load_conv_vae(out, device, latent_dim=LATENT_DIM):
 # Part 3: every saved model, read back from disk, decodes the same 15 prior samples
 
 def decode_saved_models(out, device, latent_dim, seed, force=False):
-    models = {f"mlp_{h1}_{h2}": (MLPVAE, MLPVAE((h1, h2), latent_dim).config) for h1, h2 in HIDDEN_CONFIGS}
-    models["conv"] = (ConvVAE, ConvVAE(latent_dim).config)
+    models = {f"mlp_{h1}_{h2}": (MLPVAE, MLPVAE((h1, h2), latent_dim).config, "python vae.py")
+              for h1, h2 in HIDDEN_CONFIGS}
+    models["conv"] = (ConvVAE, ConvVAE(latent_dim).config, "python conv_vae.py")
     found = {name: spec for name, spec in models.items() if (out / f"{name}.pt").is_file()}
     for name in [name for name in models if name not in found]:
-        print(f"Part 3: {name}.pt is not in {out}; run `python vae.py` to include it")
+        print(f"Part 3: {name}.pt is not in {out}; run `{models[name][2]}` to include it")
     config = {"seed": seed, "models": {name: file_digest(out / f"{name}.pt") for name in found}}
     figure = out / "saved_models_samples.png"
     if not force and outputs_complete(out / "saved_models.json", config, [figure]):
@@ -67,15 +68,20 @@ def decode_saved_models(out, device, latent_dim, seed, force=False):
         return
 
     z = torch.randn(N_SAMPLES, latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    rows, captions = [], []
-    for name, (model_class, expected) in found.items():
-        model, _ = load_trained(out / f"{name}.pt", model_class, expected, "python vae.py")
+    rows, captions, shown = [], [], []
+    for name, (model_class, expected, run_first) in found.items():
+        try:
+            model, _ = load_trained(out / f"{name}.pt", model_class, expected, run_first)
+        except UserError as e:   # an unfinished or different model: leave it out of the figure, say why
+            print(f"Part 3: leaving out {name}: {e}")
+            continue
         with torch.no_grad():
             rows.append(torch.sigmoid(model.to(device).decode(z)))
         captions += [name if i == 0 else "" for i in range(N_SAMPLES)]
+        shown.append(name)
     show_images(torch.cat(rows), figure, "Each row: one saved model decoding the same 15 vectors z ~ N(0, I)",
                 captions=captions, ncols=N_SAMPLES)
-    save_json(out / "saved_models.json", {"config": config, "models": list(found)})
+    save_json(out / "saved_models.json", {"config": config, "models": shown})
     print(f"Part 3: wrote {figure}")
 
 
@@ -89,6 +95,7 @@ def main(argv=None):
     device, out = start(args, vars(args))
     data = load_mnist(args.data_dir, device, args.quick)
 
+    torch.manual_seed(args.seed)
     metrics = fit("conv", ConvVAE(args.latent_dim), args, data, device, out)
     plot_losses([metrics], out / "conv_losses.png")
     decode_saved_models(out, device, args.latent_dim, args.seed, args.force)

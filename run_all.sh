@@ -29,8 +29,9 @@ done
 python=${PYTHON:-python3}
 step() {
   local title=$1 script=$2 start=$SECONDS
-  echo "=== $title: $python $script ${forward[*]}"
-  "$python" "$script" "${forward[@]}" || { status=$?; echo "run_all.sh: $script failed (exit $status)" >&2; exit "$status"; }
+  # ${a[@]+"${a[@]}"}: an empty array under set -u, which the bash 3.2 of macOS counts as unset otherwise
+  echo "=== $title: $python $script ${forward[*]+"${forward[*]}"}"
+  "$python" "$script" ${forward[@]+"${forward[@]}"} || { status=$?; echo "run_all.sh: $script failed (exit $status)" >&2; exit "$status"; }
   echo "=== $title: done in $((SECONDS - start))s"
   echo
 }

@@ -35,14 +35,8 @@ CUDA_BUDGET_FRACTION = 0.5  # share of the free GPU memory the temporaries may u
 
 
 def _work_device(device):
-    # MPS has no float64, so the float64 parts (affinities, quality measures) run on the CPU there
+    # Everything runs in float64, which MPS lacks: on a Mac the work runs on the CPU
     return torch.device("cpu") if device.type == "mps" else device
-
-
-def _map_dtype(device):
-    # Early exaggeration shrinks a map of data without clusters (a Gaussian prior sample, say) by some twenty orders
-    # of magnitude before it regrows; float32 loses such a map (it collapsed to a line here), float64 keeps it.
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _rows_per_chunk(n, bytes_per_row, device, chunk_size=None):
@@ -117,8 +111,8 @@ def conditional_affinities(D, perplexity, tol=1e-5, max_iter=200, offset=0):
 
 
 def joint_affinities(X, perplexity, chunk_size=None):
-    """Symmetric joint affinities p_ij = (p_{j|i} + p_{i|j}) / 2N, summing to 1, as (N, N) on X's device, in the
-    dtype the optimisation runs in (float64; float32 on MPS).
+    """Symmetric joint affinities p_ij = (p_{j|i} + p_{i|j}) / 2N, summing to 1, as (N, N) float64 on X's device
+    (on the CPU for MPS).
 
     The bisection runs in float64 on chunks of rows; only P itself is kept as a full N×N matrix.
     """
@@ -142,7 +136,7 @@ def joint_affinities(X, perplexity, chunk_size=None):
             P[a, b] = S
             P[b, a] = S.T
     P.div_(2 * N)
-    return P.to(X.device, _map_dtype(X.device))
+    return P
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -240,7 +234,9 @@ def tsne(
     learning_rate=None,
 ):
     """Exact t-SNE of X (N, D) on X's device -> (Y (N, 2) float32 on X's device, final KL(P || Q) as a float).
-    The map itself is optimised in float64 (float32 on MPS); see _map_dtype.
+    The map is optimised in float64: early exaggeration shrinks a map of data without clusters (Gaussian prior
+    samples, say) by some twenty orders of magnitude before it regrows, and in float32 such a map collapsed to a
+    point. On MPS, which has no float64, the work runs on the CPU.
 
     init="pca" (deterministic) or "random" (N(0, 1e-4²) from `seed`). chunk_size: rows per chunk for the N×N
     work; by default it is chosen from the memory budget and everything fits in one chunk when it can. On the CPU a
@@ -248,7 +244,7 @@ def tsne(
     learning_rate=None means sklearn's "auto" rule, max(N / early_exaggeration / 4, 50).
     """
     start = time.perf_counter()
-    device = X.device
+    device = _work_device(X.device)
     N = X.shape[0]
     P = joint_affinities(X, perplexity, chunk_size)  # (N, N)
     if verbose:
@@ -271,33 +267,27 @@ def tsne(
     workspace = {}
     # fix the chunking once: free memory changes as buffers are allocated, and the result must not
     rows = _rows_per_chunk(N, 2 * N * Y.element_size(), device, chunk_size)
-    # 1 + |y_i|² + |y_j|² - 2 y_i·y_j cancels badly if a float32 matmul runs in TF32/bf16, so ask for full float32
-    matmul_precision = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        for it in range(n_iter):
-            exploring = it < exaggeration_iters
-            report = verbose and ((it + 1) % 50 == 0 or it == n_iter - 1)
-            kl, grad = kl_and_grad(
-                P,
-                Y,
-                exaggeration=early_exaggeration if exploring else 1.0,
-                chunk_size=rows,
-                with_kl=report,
-                workspace=workspace,
-            )
-            # gains (delta-bar-delta): grow where the gradient opposes the last step, shrink where it agrees
-            flipped = (grad * update) < 0
-            gains = torch.where(flipped, gains + 0.2, gains * 0.8).clamp_(min=0.01)
-            momentum = 0.5 if exploring else 0.8
-            update.mul_(momentum).addcmul_(gains, grad, value=-lr)
-            Y.add_(update)
-            if report:
-                print(f"iter {it + 1:5d}  KL {kl.item():.4f}  {time.perf_counter() - start:.2f}s")
-        kl, _ = kl_and_grad(P, Y, chunk_size=rows, workspace=workspace)
-    finally:
-        torch.set_float32_matmul_precision(matmul_precision)
-    return Y.float(), kl.item()
+    for it in range(n_iter):
+        exploring = it < exaggeration_iters
+        report = verbose and ((it + 1) % 50 == 0 or it == n_iter - 1)
+        kl, grad = kl_and_grad(
+            P,
+            Y,
+            exaggeration=early_exaggeration if exploring else 1.0,
+            chunk_size=rows,
+            with_kl=report,
+            workspace=workspace,
+        )
+        # gains (delta-bar-delta): grow where the gradient opposes the last step, shrink where it agrees
+        flipped = (grad * update) < 0
+        gains = torch.where(flipped, gains + 0.2, gains * 0.8).clamp_(min=0.01)
+        momentum = 0.5 if exploring else 0.8
+        update.mul_(momentum).addcmul_(gains, grad, value=-lr)
+        Y.add_(update)
+        if report:
+            print(f"iter {it + 1:5d}  KL {kl.item():.4f}  {time.perf_counter() - start:.2f}s")
+    kl, _ = kl_and_grad(P, Y, chunk_size=rows, workspace=workspace)
+    return Y.to(X.device, torch.float32), kl.item()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -423,7 +423,8 @@ class CUDAGraphStep:
         saved = {p: {k: v.clone() for k, v in s.items()} for p, s in opt.state.items()}
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        with torch.cuda.stream(side), warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # Adam notes that capturable=True runs outside a graph here
             for _ in range(3):
                 step(*self.batch)
         torch.cuda.current_stream().wait_stream(side)
@@ -494,10 +495,16 @@ def fit(name, model, args, data, device, out):
         history, first_epoch = ckpt["history"], len(ckpt["history"])
         if not ckpt["complete"]:
             opt.load_state_dict(ckpt["optimizer"])
-            for group in opt.param_groups:   # keep the learning rate's kind (tensor or float) this run needs
+            # The checkpoint may come from another device: give Adam the settings this run's path needs.
+            for group in opt.param_groups:
+                group["capturable"] = use_graph
                 group["lr"] = torch.tensor(args.lr, device=device) if use_graph else args.lr
+            for state in opt.state.values():
+                state["step"] = state["step"].to(device if use_graph else "cpu", torch.float32)
             generator.set_state(ckpt["rng"]["shuffle"])
             torch.set_rng_state(ckpt["rng"]["cpu"])
+            if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+                torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
             print(f"{name}: resuming after epoch {first_epoch} from {paths['ckpt']}")
     if first_epoch < args.epochs:
         step = make_step(lambda xb: vae_step(model, opt, xb), model, opt, (train_x,), batch_size)
@@ -520,11 +527,12 @@ def fit(name, model, args, data, device, out):
         save_checkpoint(paths["ckpt"], {
             "model": model.config, "train": train_cfg, "complete": False, "history": history,
             "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
-            "rng": {"shuffle": generator.get_state(), "cpu": torch.get_rng_state()}})
+            "rng": {"shuffle": generator.get_state(), "cpu": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}})
 
     torch.manual_seed(args.seed + 1)          # evaluation noise does not depend on how training was split
     test = evaluate(model, test_x)
-    iw_ll = iw_log_likelihood(model, test_x[:iw_n], iw_k, batch_size=200_000 if use_graph else 20_000)
+    iw_ll = iw_log_likelihood(model, test_x[:iw_n], iw_k, batch_size=50_000 if use_graph else 20_000)
     samples = torch.sigmoid(model.decode(torch.randn(N_SAMPLES, model.config["latent_dim"], device=device)))
     metrics = {
         "name": name, "config": as_json(config), "device": device_name(device),
@@ -608,6 +616,7 @@ def main(argv=None):
 
     all_metrics = []
     for hidden in hidden_configs:
+        torch.manual_seed(args.seed)          # the same initial weights, whether trained alone or after the others
         model = MLPVAE(hidden, args.latent_dim)
         all_metrics.append(fit(f"mlp_{hidden[0]}_{hidden[1]}", model, args, data, device, out))
     plot_losses(all_metrics, out / "mlp_losses.png")

@@ -173,3 +173,11 @@ def test_cuda_graph_step_matches_the_eager_loop():
         curves.append([sum(vae.train_epoch(step, len(x), 128, g, x.device)) for _ in range(5)])
     for eager, graph in zip(*curves):
         assert abs(eager - graph) < 0.02 * eager
+
+
+def test_a_model_is_the_same_alone_or_after_the_others(tiny_data, tmp_path):
+    """Each model starts from the seed, so a rerun that skips the first models trains the rest identically."""
+    vae.main(["--quick", "--data-dir", str(tiny_data), "--out", str(tmp_path / "all")])
+    vae.main(["--quick", "--hidden", "300", "300", "--data-dir", str(tiny_data), "--out", str(tmp_path / "one")])
+    a, b = (json.loads((tmp_path / d / "mlp_300_300_metrics.json").read_text()) for d in ("all", "one"))
+    assert without_timings(a) == without_timings(b)
