@@ -484,7 +484,7 @@ def fit(name, model, args, data, device, out):
         print(f"{name}: skipped, outputs are complete and match the settings (--force redoes it)")
         return read_metrics(paths["metrics"])
 
-    torch.manual_seed(args.seed)              # the same model, whether trained alone or after the others
+    torch.manual_seed(args.seed)              # the training noise starts from the seed too
     generator = torch.Generator().manual_seed(args.seed)
     model.to(device)
     use_graph = device.type == "cuda"
