@@ -3,7 +3,6 @@ files byte for byte as they were, and a run killed mid-way completes when run ag
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
