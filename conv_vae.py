@@ -95,8 +95,7 @@ def main(argv=None):
     device, out = start(args, vars(args))
     data = load_mnist(args.data_dir, device, args.quick)
 
-    torch.manual_seed(args.seed)
-    metrics = fit("conv", ConvVAE(args.latent_dim), args, data, device, out)
+    metrics = fit("conv", lambda: ConvVAE(args.latent_dim), args, data, device, out)
     plot_losses([metrics], out / "conv_losses.png")
     decode_saved_models(out, device, args.latent_dim, args.seed, args.force)
 

@@ -30,7 +30,6 @@ from vae import (cli, device_name, file_digest, make_parser, outputs_complete, p
 
 PCA_INIT_STD = 1e-4  # each column of the PCA initialisation gets this standard deviation
 CPU_BUDGET = 16 * 2**20  # bytes of temporaries per chunk of rows on the CPU: chunks that stay in cache run faster
-MPS_BUDGET = 2 * 2**30  # bytes of temporaries on MPS, which cannot report its free memory
 CUDA_BUDGET_FRACTION = 0.5  # share of the free GPU memory the temporaries may use
 
 
@@ -49,7 +48,7 @@ def _rows_per_chunk(n, bytes_per_row, device, chunk_size=None):
         free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         budget = CUDA_BUDGET_FRACTION * free
     else:
-        budget = MPS_BUDGET if device.type == "mps" else CPU_BUDGET
+        budget = CPU_BUDGET   # MPS work runs on the CPU (see _work_device)
     rows = min(n, int(budget // bytes_per_row))
     # a multiple of 16 rows keeps every chunk 64-byte aligned, so chunking does not change a single bit on the CPU
     return rows if rows == n or rows < 16 else rows - rows % 16

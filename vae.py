@@ -464,9 +464,11 @@ def train_epoch(step, n, batch_size, generator, device):
     return (total / n_batches).tolist()
 
 
-def fit(name, model, args, data, device, out):
-    """Train `model` (or resume it, or skip it when done), evaluate it, and write its checkpoint, samples and
-    metrics under `out`. Returns the metrics."""
+def fit(name, build, args, data, device, out):
+    """Train the model that build() makes (or resume it, or skip it when done), evaluate it, and write its
+    checkpoint, samples and metrics under `out`. Returns the metrics."""
+    torch.manual_seed(args.seed)              # the same initial weights, whether trained alone or after the others
+    model = build()
     train_x, _, test_x, _ = data
     batch_size = min(args.batch_size, len(train_x))
     train_cfg = {"epochs": args.epochs, "batch_size": batch_size, "lr": args.lr, "schedule": "cosine",
@@ -616,9 +618,8 @@ def main(argv=None):
 
     all_metrics = []
     for hidden in hidden_configs:
-        torch.manual_seed(args.seed)          # the same initial weights, whether trained alone or after the others
-        model = MLPVAE(hidden, args.latent_dim)
-        all_metrics.append(fit(f"mlp_{hidden[0]}_{hidden[1]}", model, args, data, device, out))
+        name = f"mlp_{hidden[0]}_{hidden[1]}"
+        all_metrics.append(fit(name, lambda: MLPVAE(hidden, args.latent_dim), args, data, device, out))
     plot_losses(all_metrics, out / "mlp_losses.png")
     print(f"wrote {out / 'mlp_losses.png'}")
 
