@@ -2,7 +2,7 @@
 Parts 2 and 3 — the convolutional VAE, then every saved model decoded from the prior.
 
     python conv_vae.py                     # trains the conv VAE for 25 epochs, then Part 3
-    python conv_vae.py --quick             # every code path in seconds on a CPU
+    python conv_vae.py --quick             # a smoke test: every code path in seconds, into results-quick/
     python conv_vae.py --data-dir ../shared/data --device cpu --out results
 
 Loading, the loss, training and plotting come from vae.py; only the architecture is new here. Outputs under
@@ -13,17 +13,17 @@ its checkpoint with weights_only=True.
 import torch
 import torch.nn as nn
 
-from vae import (EPOCHS, HIDDEN_CONFIGS, LATENT_DIM, N_SAMPLES, VAE, MLPVAE, UserError, add_vae_args, cli, file_digest,
-                 fit, load_mnist, load_trained, make_parser, outputs_complete, parse, plot_losses, save_json,
-                 show_images, start)
+from bookkeeping import UserError, cli, file_digest, load_trained, make_parser, outputs_complete, parse, save_json, start
+from vae import (EPOCHS, HIDDEN_CONFIGS, LATENT_DIM, N_SAMPLES, VAE, MLPVAE, add_vae_args, figure_title, fit,
+                 load_mnist, plot_losses, show_images)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Part 2: the model, layer for layer as the assignment gives it
 
 class ConvVAE(VAE):
-    """ELU after every layer but the three outputs (μ, log σ², logits). With ReLU the same model reached a
-    worse test −ELBO (see README): ELU passes a gradient for negative inputs, so fewer units die."""
+    """ELU after every layer but the three outputs (μ, log σ², logits), as in the MLPs (see README); the
+    assignment fixes the layers, not the activation."""
 
     def __init__(self, latent_dim=LATENT_DIM):
         super().__init__()
@@ -54,7 +54,7 @@ def load_conv_vae(out, device, latent_dim=LATENT_DIM):
 # ---------------------------------------------------------------------------------------------------------------
 # Part 3: every saved model, read back from disk, decodes the same 15 prior samples
 
-def decode_saved_models(out, device, latent_dim, seed, force=False):
+def decode_saved_models(out, device, latent_dim, seed, force=False, quick=False):
     models = {f"mlp_{h1}_{h2}": (MLPVAE, MLPVAE((h1, h2), latent_dim).config, "python vae.py")
               for h1, h2 in HIDDEN_CONFIGS}
     models["conv"] = (ConvVAE, ConvVAE(latent_dim).config, "python conv_vae.py")
@@ -79,8 +79,11 @@ def decode_saved_models(out, device, latent_dim, seed, force=False):
             rows.append(torch.sigmoid(model.to(device).decode(z)))
         captions += [name if i == 0 else "" for i in range(N_SAMPLES)]
         shown.append(name)
-    show_images(torch.cat(rows), figure, "Each row: one saved model decoding the same 15 vectors z ~ N(0, I)",
-                captions=captions, ncols=N_SAMPLES)
+    if not rows:
+        raise UserError(f"Part 3: no finished model in {out} to decode with; run `python vae.py` and "
+                        f"`python conv_vae.py` first")
+    show_images(torch.cat(rows), figure, figure_title("Each row: one saved model decoding the same 15 vectors "
+                                                      "z ~ N(0, I)", quick), captions=captions, ncols=N_SAMPLES)
     save_json(out / "saved_models.json", {"config": config, "models": shown})
     print(f"Part 3: wrote {figure}")
 
@@ -96,8 +99,8 @@ def main(argv=None):
     data = load_mnist(args.data_dir, device, args.quick)
 
     metrics = fit("conv", lambda: ConvVAE(args.latent_dim), args, data, device, out)
-    plot_losses([metrics], out / "conv_losses.png")
-    decode_saved_models(out, device, args.latent_dim, args.seed, args.force)
+    plot_losses([metrics], out / "conv_losses.png", figure_title("Part 2: the convolutional VAE", args.quick))
+    decode_saved_models(out, device, args.latent_dim, args.seed, args.force, args.quick)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ Part 4 — walking through the conv VAE's latent space from one digit to another
 
     python interpolate.py                          # a 4 turning into a 7, 10 frames per path
     python interpolate.py --from 1 --to 8 --steps 12
-    python interpolate.py --quick                  # every code path in seconds on a CPU
+    python interpolate.py --quick                  # a smoke test: every code path in seconds, into results-quick/
     python interpolate.py --data-dir ../shared/data --device cpu --out results
 
 It reads conv.pt and classifier.pt from --out, so run `python conv_vae.py` and `python classifier.py` first.
@@ -24,8 +24,9 @@ import torch
 
 from classifier import classify, load_classifier
 from conv_vae import load_conv_vae
-from vae import (UserError, cli, file_digest, load_mnist, make_parser, outputs_complete, parse, positive_int,
-                 save_figure, save_json, show_images, start)
+from bookkeeping import (UserError, cli, file_digest, make_parser, outputs_complete, parse, positive_int, save_figure,
+                         save_json, start)
+from vae import figure_title, load_mnist, show_images
 
 FROM_DIGIT = 4       # the path starts at this digit ...
 TO_DIGIT = 7         # ... and ends at this one
@@ -130,7 +131,7 @@ def path_metrics(images, probs, ends):
 # ---------------------------------------------------------------------------------------------------------------
 # Figures
 
-def plot_probs(probs, digits, path):
+def plot_probs(probs, digits, path, title):
     """One panel per path: the classifier's 10 probabilities against t, the two end digits drawn bold."""
     fig, axes = plt.subplots(1, len(probs), figsize=(6 * len(probs), 4), sharey=True, squeeze=False)
     for ax, (name, p) in zip(axes.flat, probs.items()):
@@ -143,6 +144,7 @@ def plot_probs(probs, digits, path):
         ax.set(title=f"{name}: p(digit | decoded frame)", xlabel="t", ylim=(-0.02, 1.02))
     axes[0, 0].set_ylabel("classifier probability")
     axes[0, -1].legend(title="digit", fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
 
 
@@ -211,10 +213,15 @@ def main(argv=None):
     # --- outputs
     captions = [f"{name}\n{d} ({c:.2f})" if i == 0 else f"{d} ({c:.2f})"
                 for name, m in results.items() for i, (d, c) in enumerate(zip(m["labels"], m["confidences"]))]
+    confident = all(ends[d]["confidence"] >= args.confidence for d in digits)
+    journey = (f"From a {digits[0]} to a {digits[1]}" if confident else
+               f"Towards {digits[0]} → {digits[1]}, but the ends are not confidently those digits "
+               f"({ends[digits[0]]['confidence']:.2f}, {ends[digits[1]]['confidence']:.2f})")
     show_images(torch.cat([images["linear"], images["slerp"]]), paths["frames"],
-                f"From a {digits[0]} to a {digits[1]} in the conv VAE's latent space, linear (top) and slerp "
-                f"(bottom); under each frame the classifier's digit (confidence)", captions=captions, ncols=args.steps)
-    plot_probs(probs, digits, paths["probs"])
+                figure_title(f"{journey} in the conv VAE's latent space, linear (top) and slerp (bottom); under each "
+                             f"frame the classifier's digit (confidence)", args.quick), captions=captions,
+                ncols=args.steps)
+    plot_probs(probs, digits, paths["probs"], figure_title(journey, args.quick))
     metrics = {
         "config": config,
         "ends": {key: {"digit": digit, **{k: v for k, v in ends[digit].items() if k != "z"},

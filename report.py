@@ -2,19 +2,23 @@
 The last step — one report of the whole study, written from the metrics files and figures under --out.
 
     python report.py                       # after the other steps; writes results/REPORT.md and REPORT.pdf
-    python report.py --out results-quick
+    python report.py --quick               # the smoke test's report, in results-quick/
 
-Every observation is computed from a number in the metrics files and cites it; nothing here is canned text, so a
-different run gives a different report. REPORT.pdf holds the same text and every figure (matplotlib's PdfPages).
+The report is a Markdown template with the measured numbers filled in, plus a few named verdicts (`best_fit`,
+`overfitting`, …). Each verdict is computed from the numbers it cites, and it is left out, or says that it cannot
+tell, when those numbers are too weak to carry it: a tie, a model trained for a single epoch, a classifier too
+inaccurate to label digits. A --quick run says at the top that its numbers mean nothing. REPORT.pdf holds the
+same text and every figure (matplotlib's PdfPages).
 """
 import math
 import textwrap
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 from matplotlib.backends.backend_pdf import PdfPages
 
-from vae import UserError, atomic_write, cli, file_digest, make_parser, outputs_complete, parse, prepare_out, \
-    read_metrics, save_json
+from bookkeeping import (UserError, atomic_write, cli, file_digest, make_parser, outputs_complete, parse, prepare_out,
+                         read_metrics, save_json)
 
 MODELS = ["mlp_100_100", "mlp_200_200", "mlp_300_300", "conv"]
 STEPS = {**{name: "python vae.py" for name in MODELS[:3]}, "conv": "python conv_vae.py",
@@ -28,6 +32,223 @@ FIGURES = [("mlp_losses.png", "Part 1: losses of the three MLP VAEs (train solid
            ("interpolation.png", "Part 4: interpolation, linear (top) and spherical (bottom)"),
            ("interpolation_probs.png", "Part 4: class probabilities along the path")]
 
+# How strong the numbers must be before a verdict is drawn from them
+TIE_NATS = 0.5           # −ELBO differences below this are a tie: seeds alone move a model by about this much
+MIN_EPOCHS = 5           # a model trained for fewer epochs is not compared with the others
+MIN_ACCURACY = 0.90      # below this test accuracy, the classifier's labels are not read as digits
+TIE_AGREEMENT = 0.02     # 10-NN agreements closer than this are a tie
+CONFIDENT_SHARE = 1.5    # "clustered" when 10-NN agreement is this many times chance
+
+TEMPLATE = """\
+# VAEs on MNIST: the report
+{smoke_test}
+Written by report.py from the metrics files in this folder; every sentence below cites the numbers it follows
+from. Device: {device}; torch {torch}.
+
+## Parts 1–3: the models
+
+| model | epochs | test −ELBO | reconstruction | KL | IW log-likelihood | −ELBO on the IW images | active units | s / epoch |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+{model_rows}
+
+All in nats per image. The test −ELBO is the single-sample bound on all {n_test} test images. The IW
+log-likelihood uses k = {iw_k} importance samples on the first {iw_n} test images; the −ELBO on those same images
+stands beside it, so the two bounds compare like with like.
+
+### Observations
+
+{model_notes}
+
+## Part 4: the latent space of the conv VAE
+
+The classifier reaches {accuracy} test accuracy. {n_samples} vectors z ~ N(0, I) were decoded and classified;
+class counts 0–9: {class_counts}.
+
+| measure | latent vectors (20-D) | t-SNE of latents | t-SNE of decoded images |
+| --- | --- | --- | --- |
+| 10-NN agreement of predicted digits | {knn[latent]:.3f} | {knn[latent_embedding]:.3f} | {knn[image_embedding]:.3f} |
+| trustworthiness (k = 10) | | {trust[latent_embedding]:.3f} | {trust[image_embedding]:.3f} |
+| final KL(P‖Q) | | {tsne_kl[latent]:.3f} | {tsne_kl[image]:.3f} |
+| t-SNE seconds | | {tsne_seconds[latent]:.1f} | {tsne_seconds[image]:.1f} |
+
+### Observations on the latent space
+
+{latent_notes}
+
+### Observations on the interpolation
+
+{path_notes}
+
+## Figures
+
+{figures}
+"""
+
+SMOKE_TEST = """
+> **Smoke test (`--quick`).** Every model here trained for one epoch on a sliver of MNIST. This report shows that
+> the code runs end to end; its numbers mean nothing, and it draws no conclusions from them.
+"""
+
+
+def pct(x):
+    return f"{100 * x:.1f}%"
+
+
+def bullets(sentences):
+    return "\n".join(f"- {s}" for s in sentences if s) or "- (no observation: see the numbers above)"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Verdicts: each returns a sentence computed from the numbers it cites, or "" when they cannot carry one
+
+def best_fit(loss, epochs):
+    """Which model fits best, if the models trained long enough and the best one is not tied."""
+    if min(epochs.values()) < MIN_EPOCHS:
+        return (f"No model is called the best: some trained for only {min(epochs.values())} epoch(s), "
+                f"fewer than the {MIN_EPOCHS} a comparison needs.")
+    ranked = sorted(loss, key=loss.get)
+    best, second = ranked[0], ranked[1]
+    if loss[second] - loss[best] < TIE_NATS:
+        return (f"{best} ({loss[best]:.2f}) and {second} ({loss[second]:.2f}) tie for the best test −ELBO: "
+                f"they differ by less than {TIE_NATS} nats.")
+    return (f"{best} fits best, with a test −ELBO of {loss[best]:.2f} nats per image, {loss[second] - loss[best]:.2f} "
+            f"below the next model ({second}, {loss[second]:.2f}).")
+
+
+def width_trend(loss, epochs):
+    """Whether the MLP's test −ELBO falls as the hidden layers widen."""
+    mlp = [loss[name] for name in MODELS[:3]]
+    numbers = f"{mlp[0]:.2f} (100,100), {mlp[1]:.2f} (200,200), {mlp[2]:.2f} (300,300)"
+    if min(epochs[name] for name in MODELS[:3]) < MIN_EPOCHS:
+        return f"Among the MLPs the test −ELBO is {numbers}; too short a training to read a trend."
+    steps = [a - b for a, b in zip(mlp, mlp[1:])]
+    if all(s >= TIE_NATS for s in steps):
+        trend = "falls with every step in width"
+    elif all(abs(s) < TIE_NATS for s in steps):
+        trend = "hardly changes with width (every step under half a nat)"
+    else:
+        trend = "does not fall steadily with width"
+    return f"Among the MLPs the test −ELBO {trend}: {numbers}."
+
+
+def overfitting(models):
+    """Whether the last epoch's test loss has pulled away from its train loss."""
+    gap = {name: m["history"][-1]["test_loss"] - m["history"][-1]["train_loss"] for name, m in models.items()}
+    worst = max(gap, key=gap.get)
+    numbers = f"At the last epoch, test −ELBO minus train −ELBO is at most {gap[worst]:.2f} nats ({worst})"
+    if min(len(m["history"]) for m in models.values()) < MIN_EPOCHS:
+        return f"{numbers}; too few epochs to speak of overfitting."
+    return numbers + (", so no model overfits within this schedule." if gap[worst] < 1.0
+                      else f", so {worst} has started to overfit.")
+
+
+def classifier_trusted(accuracy):
+    return accuracy >= MIN_ACCURACY
+
+
+def class_balance(share):
+    top, low = max(range(10), key=share.__getitem__), min(range(10), key=share.__getitem__)
+    even = share[low] > 0 and share[top] / share[low] < 1.5
+    return (f"Decoded prior samples are spread {'roughly evenly' if even else 'unevenly'} over the digits: the "
+            f"classifier calls {pct(share[top])} of them {top} and {pct(share[low])} {low}, where MNIST has about "
+            f"10% of each" + ("." if even else "; the prior's mass is shared unevenly between the classes."))
+
+
+def latent_clustering(knn, chance):
+    clustered = knn > CONFIDENT_SHARE * chance
+    return (f"The 10 nearest neighbours of a sample in the 20-dimensional latent space share its predicted digit "
+            f"{pct(knn)} of the time, against {pct(chance)} by chance ({knn / chance:.1f}×): "
+            + ("digits occupy contiguous regions of the latent space." if clustered else
+               "the digits are hardly separated in the latent space."))
+
+
+def map_comparison(knn, trust):
+    lat, img = knn["latent_embedding"], knn["image_embedding"]
+    numbers = (f"In 2-D, the t-SNE of the latent vectors keeps {pct(lat)} 10-NN agreement (trustworthiness "
+               f"{trust['latent_embedding']:.3f}), the t-SNE of the decoded images {pct(img)} (trustworthiness "
+               f"{trust['image_embedding']:.3f})")
+    if abs(img - lat) < TIE_AGREEMENT:
+        return f"{numbers}: a tie, within {TIE_AGREEMENT:.2f}; neither map separates the classes more cleanly."
+    return f"{numbers}: the classes separate more cleanly in the map of the " + \
+        ("decoded images." if img > lat else "latent vectors.")
+
+
+def path_story(kind, p, a, b):
+    where = ", ".join(f"{c['from']}→{c['to']} at t = {c['t']:.2f}" for c in p["changes"]) or "never"
+    inter = p["intermediate_digits"]
+    path = (f"passes through {', '.join(map(str, inter))} on the way" if inter
+            else f"goes from {a} to {b} with no other digit between")
+    low = p["min_confidence"]
+    return (f"{kind.capitalize()} path: the predicted digit changes {where}; the path {path}. The lowest confidence "
+            f"is {low['value']:.3f} at t = {low['t']:.2f}, and consecutive frames differ by {p['mean_frame_l2']:.2f} "
+            f"in pixel L2 on average.")
+
+
+def norm_dip(i):
+    norm = {kind: min(i[kind]["z_norms"]) for kind in ("linear", "slerp")}
+    latent = len(i["ends"]["from"]["z"])
+    dips = norm["linear"] < norm["slerp"] - 0.1
+    return (f"Along the linear path |z| falls to {norm['linear']:.2f}, against {norm['slerp']:.2f} for slerp and "
+            f"about √{latent} = {math.sqrt(latent):.2f} for a typical prior sample"
+            + (": the straight line cuts through the centre of the latent space, where prior samples hardly "
+               "ever fall." if dips else "; here the two paths stay equally far from the centre."))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The three groups of observations
+
+def model_notes(models):
+    loss = {name: m["test"]["neg_elbo"] for name, m in models.items()}
+    epochs = {name: len(m["history"]) for name, m in models.items()}
+    kl = {name: m["test"]["kl"] for name, m in models.items()}
+    gap = {name: m["iw"]["neg_elbo"] + m["iw"]["log_likelihood"] for name, m in models.items()}
+    active = ", ".join(f"{name} {m['active_units']}" for name, m in models.items())
+    latent = models["conv"]["config"]["model"]["latent_dim"]
+    return [
+        best_fit(loss, epochs),
+        width_trend(loss, epochs),
+        f"The KL term is {min(kl[n] / loss[n] for n in kl):.0%} to {max(kl[n] / loss[n] for n in kl):.0%} of the "
+        f"test −ELBO ({', '.join(f'{n} {v:.2f}' for n, v in kl.items())} nats); reconstruction is the rest.",
+        f"On the same test images, the importance-weighted estimate of log p(x) lies {min(gap.values()):.2f} to "
+        f"{max(gap.values()):.2f} nats above the ELBO: that gap is what the single-sample bound loses because q(z|x) "
+        f"is not the true posterior.",
+        f"Active latent units (variance of the posterior mean above 0.01), of {latent}: {active}; the others "
+        f"collapse to the prior and carry nothing about x.",
+        overfitting(models),
+    ]
+
+
+def latent_notes(t, accuracy):
+    counts = t["class_counts"]
+    share = [c / sum(counts) for c in counts]
+    confidence = (f"The classifier's mean confidence on the {sum(counts)} decoded samples is "
+                  f"{t['mean_confidence']:.3f}, and {pct(t['low_confidence_share'])} of them get less than 0.5.")
+    if not classifier_trusted(accuracy):
+        return [f"The classifier reaches only {pct(accuracy)} test accuracy, below the {pct(MIN_ACCURACY)} needed "
+                f"to read its labels as digits, so no conclusion is drawn from them.", confidence]
+    return [class_balance(share),
+            confidence + " Those decode to shapes the classifier cannot place, blends between digit regions.",
+            latent_clustering(t["knn_agreement"]["latent"], sum(s * s for s in share)),
+            map_comparison(t["knn_agreement"], t["trustworthiness"])]
+
+
+def path_notes(i, accuracy, threshold=0.9):
+    a, b = i["config"]["from"], i["config"]["to"]
+    ends = i["ends"]
+    notes = [f"The ends are {a} ({ends['from']['source']}, confidence {ends['from']['confidence']:.3f}) and {b} "
+             f"({ends['to']['source']}, confidence {ends['to']['confidence']:.3f}), {i['latent_distance']:.2f} apart "
+             f"in latent space."]
+    threshold = i["config"].get("confidence", threshold)
+    if not classifier_trusted(accuracy) or min(e["confidence"] for e in ends.values()) < threshold:
+        notes.append(f"The classifier is not confident that the ends are a {a} and a {b} (it needs {threshold} "
+                     f"and {pct(MIN_ACCURACY)} test accuracy), so the path says nothing about how a {a} turns "
+                     f"into a {b}.")
+        return notes + [norm_dip(i)]
+    return notes + [path_story(kind, i[kind], a, b) for kind in ("linear", "slerp")] + [norm_dip(i)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The report
 
 def load_metrics(out):
     """Every step's metrics, or a one-line error naming the step to run first."""
@@ -40,152 +261,28 @@ def load_metrics(out):
     return metrics
 
 
-def pct(x):
-    return f"{100 * x:.1f}%"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Observations: each sentence is computed from the numbers it cites
-
-def model_observations(m):
-    models = {name: m[name] for name in MODELS}
-    loss = {name: mm["test"]["neg_elbo"] for name, mm in models.items()}
-    best = min(loss, key=loss.get)
-    best_mlp = min(MODELS[:3], key=loss.get)
-    notes = []
-    if best == "conv":
-        notes.append(f"The convolutional VAE fits best: its test −ELBO is {loss['conv']:.2f} nats per image, "
-                     f"{loss[best_mlp] - loss['conv']:.2f} below the best MLP ({best_mlp}, {loss[best_mlp]:.2f}).")
-    else:
-        notes.append(f"{best} fits best with a test −ELBO of {loss[best]:.2f} nats per image; the convolutional "
-                     f"VAE reaches {loss['conv']:.2f}.")
-    mlp = [loss[name] for name in MODELS[:3]]
-    trend = "falls" if mlp[0] > mlp[1] > mlp[2] else "does not fall steadily"
-    notes.append(f"Among the MLPs, the test −ELBO {trend} with width: {mlp[0]:.2f} (100,100), {mlp[1]:.2f} "
-                 f"(200,200), {mlp[2]:.2f} (300,300).")
-    kl = {name: mm["test"]["kl"] for name, mm in models.items()}
-    most_kl = max(kl, key=kl.get)
-    kl_list = ", ".join(f"{n} {v:.2f}" for n, v in kl.items())
-    notes.append(f"Reconstruction is most of the loss: the KL term is {pct(kl[best] / loss[best])} of {best}'s "
-                 f"total ({kl[best]:.2f} of {loss[best]:.2f} nats). "
-                 + (f"The best model also spends the most KL ({kl_list}): a better decoder is worth more "
-                    f"information in z." if most_kl == best else
-                    f"The best model is not the one that spends the most KL ({kl_list}): {most_kl} puts more "
-                    f"information in z and still fits worse."))
-    gaps = {name: mm["test"]["neg_elbo"] + mm["iw_log_likelihood"] for name, mm in models.items()}
-    k = models["conv"]["config"]["eval"]["iw_samples"]
-    notes.append(f"The importance-weighted estimate of log p(x) (k = {k}) lies {min(gaps.values()):.2f} to "
-                 f"{max(gaps.values()):.2f} nats above the ELBO: that gap is what the single-sample bound loses "
-                 f"because q(z|x) is not the true posterior.")
-    active = {name: mm["active_units"] for name, mm in models.items()}
-    latent = models["conv"]["config"]["model"]["latent_dim"]
-    notes.append(f"Not every latent dimension is used: {', '.join(f'{n} {a}' for n, a in active.items())} "
-                 f"of {latent} units are active (variance of the posterior mean above 0.01); the others collapse "
-                 f"to the prior and carry nothing about x.")
-    final_gap = {name: mm["history"][-1]["test_loss"] - mm["history"][-1]["train_loss"] for name, mm in models.items()}
-    worst = max(final_gap, key=final_gap.get)
-    verdict = ("so no model overfits within this schedule" if final_gap[worst] < 1.0
-               else f"so {worst} has started to overfit")
-    notes.append(f"At the last epoch test −ELBO minus train −ELBO is at most {final_gap[worst]:.2f} nats "
-                 f"({worst}), {verdict}.")
-    return notes
-
-
-def latent_observations(t):
-    counts = t["class_counts"]
-    n = sum(counts)
-    share = [c / n for c in counts]
-    top, low = max(range(10), key=share.__getitem__), min(range(10), key=share.__getitem__)
-    chance = sum(s * s for s in share)
-    knn = t["knn_agreement"]
-    even = share[low] > 0 and share[top] / share[low] < 1.5
-    notes = [
-        f"Decoded prior samples are spread {'roughly evenly' if even else 'unevenly'} over the digits: the "
-        f"classifier calls {pct(share[top])} of them {top} and {pct(share[low])} {low}, where MNIST has about 10% of "
-        f"each" + ("." if even else "; the prior's mass is shared unevenly between the classes."),
-        f"The classifier's mean confidence on the {n} decoded samples is {t['mean_confidence']:.3f}, and "
-        f"{pct(t['low_confidence_share'])} of them get less than 0.5: those decode to shapes the classifier cannot "
-        f"place, blends that lie between digit regions.",
-        f"The 10 nearest neighbours of a sample in the 20-dimensional latent space share its predicted digit "
-        f"{pct(knn['latent'])} of the time, against {pct(chance)} by chance ({knn['latent'] / chance:.1f}×): "
-        + ("digits occupy contiguous regions of the latent space." if knn["latent"] > 1.5 * chance else
-           "the digits are hardly separated in the latent space."),
-    ]
-    emb_lat, emb_img = knn["latent_embedding"], knn["image_embedding"]
-    clearer = "decoded images" if emb_img > emb_lat else "latent vectors"
-    notes.append(f"In 2-D, the t-SNE of the latent vectors keeps {pct(emb_lat)} 10-NN agreement "
-                 f"(trustworthiness {t['trustworthiness']['latent_embedding']:.3f}), the t-SNE of the decoded images "
-                 f"{pct(emb_img)} (trustworthiness {t['trustworthiness']['image_embedding']:.3f}): the classes "
-                 f"separate more cleanly in the map of the {clearer}.")
-    return notes
-
-
-def interpolation_observations(i):
-    a, b = i["config"]["from"], i["config"]["to"]
-    ends = i["ends"]
-    notes = [f"The ends are {a} ({ends['from']['source']}, confidence {ends['from']['confidence']:.3f}) and {b} "
-             f"({ends['to']['source']}, confidence {ends['to']['confidence']:.3f}), {i['latent_distance']:.2f} apart "
-             f"in latent space."]
-    for kind in ("linear", "slerp"):
-        p = i[kind]
-        where = ", ".join(f"{c['from']}→{c['to']} at t = {c['t']:.2f}" for c in p["changes"]) or "never"
-        inter = p["intermediate_digits"]
-        path = (f"passes through {', '.join(map(str, inter))} on the way" if inter
-                else f"goes from {a} to {b} with no other digit between")
-        low = p["min_confidence"]
-        notes.append(f"{kind.capitalize()} path: the predicted digit changes {where}; the path {path}. "
-                     f"The lowest confidence is {low['value']:.3f} at t = {low['t']:.2f}, and consecutive frames "
-                     f"differ by {p['mean_frame_l2']:.2f} in pixel L2 on average.")
-    norm = {kind: min(i[kind]["z_norms"]) for kind in ("linear", "slerp")}
-    latent = len(ends["from"]["z"])
-    dips = norm["linear"] < norm["slerp"] - 0.1
-    notes.append(f"Along the linear path |z| falls to {norm['linear']:.2f}, against {norm['slerp']:.2f} for slerp and "
-                 f"about √{latent} = {math.sqrt(latent):.2f} for a typical prior sample"
-                 + (": the straight line cuts through the centre of the latent space, where prior samples hardly "
-                    "ever fall." if dips else "; here the two paths stay equally far from the centre."))
-    return notes
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The report
-
-def model_table(m):
-    rows = ["| model | test −ELBO | reconstruction | KL | IW log-likelihood | active units | s / epoch |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name in MODELS:
-        mm = m[name]
-        rows.append(f"| {name} | {mm['test']['neg_elbo']:.2f} | {mm['test']['rec']:.2f} | {mm['test']['kl']:.2f} | "
-                    f"{mm['iw_log_likelihood']:.2f} | {mm['active_units']} | {mm['seconds_per_epoch']:.2f} |")
-    ev = m["conv"]["config"]["eval"]
-    rows.append("")
-    rows.append(f"All in nats per image on the MNIST test set. IW log-likelihood: k = {ev['iw_samples']} importance "
-                f"samples on {ev['iw_images']} test images. Device: {m['conv']['device']}.")
-    return rows
+def is_smoke_test(m):
+    return any(m[name]["config"].get("quick") or m[name]["config"].get("train", {}).get("quick")
+               for name in ("conv", "classifier", "tsne", "interpolation"))
 
 
 def markdown(m, out):
-    t, c = m["tsne"], m["classifier"]
-    lines = ["# VAEs on MNIST: the report", "",
-             f"Written by report.py from the metrics under `{out}`. Every observation cites the number it follows from.",
-             "", "## Parts 1–3: the models", "", *model_table(m), "", "### Observations", "",
-             *[f"- {s}" for s in model_observations(m)], "",
-             "## Part 4: the latent space of the conv VAE", "",
-             f"The classifier reaches {pct(c['test_accuracy'])} test accuracy. {t['n_samples']} vectors z ~ N(0, I) "
-             f"were decoded and classified; class counts 0–9: {', '.join(map(str, t['class_counts']))}.", "",
-             "| measure | latent vectors (20-D) | t-SNE of latents | t-SNE of decoded images |",
-             "| --- | --- | --- | --- |",
-             f"| 10-NN agreement of predicted digits | {t['knn_agreement']['latent']:.3f} | "
-             f"{t['knn_agreement']['latent_embedding']:.3f} | {t['knn_agreement']['image_embedding']:.3f} |",
-             f"| trustworthiness (k = 10) | | {t['trustworthiness']['latent_embedding']:.3f} | "
-             f"{t['trustworthiness']['image_embedding']:.3f} |",
-             f"| final KL(P‖Q) | | {t['kl']['latent']:.3f} | {t['kl']['image']:.3f} |",
-             f"| t-SNE seconds | | {t['seconds']['latent']:.1f} | {t['seconds']['image']:.1f} |", "",
-             "### Observations on the latent space", "", *[f"- {s}" for s in latent_observations(t)], "",
-             "### Observations on the interpolation", "",
-             *[f"- {s}" for s in interpolation_observations(m["interpolation"])], "", "## Figures", ""]
-    for file, caption in FIGURES:
-        lines += [f"### {caption}", "", f"![{caption}]({file})" if (out / file).is_file() else "(figure missing)", ""]
-    return "\n".join(lines)
+    models = {name: m[name] for name in MODELS}
+    t, accuracy = m["tsne"], m["classifier"]["test_accuracy"]
+    iw = models["conv"]["iw"]
+    rows = [f"| {name} | {len(mm['history'])} | {mm['test']['neg_elbo']:.2f} | {mm['test']['rec']:.2f} | "
+            f"{mm['test']['kl']:.2f} | {mm['iw']['log_likelihood']:.2f} | {mm['iw']['neg_elbo']:.2f} | "
+            f"{mm['active_units']} | {mm['seconds_per_epoch']:.2f} |" for name, mm in models.items()]
+    figures = "\n\n".join(f"### {caption}\n\n" + (f"![{caption}]({file})" if (out / file).is_file()
+                                                   else "(figure missing)") for file, caption in FIGURES)
+    return TEMPLATE.format(
+        smoke_test=SMOKE_TEST if is_smoke_test(m) else "", device=models["conv"]["device"],
+        torch=models["conv"].get("torch", "unknown"), model_rows="\n".join(rows),
+        n_test=models["conv"]["test"]["images"], iw_k=iw["samples"], iw_n=iw["images"],
+        model_notes=bullets(model_notes(models)), accuracy=pct(accuracy), n_samples=t["n_samples"],
+        class_counts=", ".join(map(str, t["class_counts"])), knn=t["knn_agreement"], trust=t["trustworthiness"],
+        tsne_kl=t["kl"], tsne_seconds=t["seconds"], latent_notes=bullets(latent_notes(t, accuracy)),
+        path_notes=bullets(path_notes(m["interpolation"], accuracy)), figures=figures)
 
 
 def write_pdf(text, out, path):
@@ -222,7 +319,8 @@ def main(argv=None):
     out = prepare_out(args.out)
     m = load_metrics(out)
     inputs = [f"{name}_metrics.json" for name in STEPS] + [f for f, _ in FIGURES if (out / f).is_file()]
-    config = {"inputs": {f: file_digest(out / f) for f in inputs}}
+    config = {"inputs": {f: file_digest(out / f) for f in inputs},
+              "code": file_digest(Path(__file__))}    # a new report.py writes a new report
     if not args.force and outputs_complete(out / "report_metrics.json", config, [out / "REPORT.md", out / "REPORT.pdf"]):
         print("report: skipped, REPORT.md and REPORT.pdf are up to date (--force redoes it)")
         return
@@ -230,6 +328,8 @@ def main(argv=None):
     atomic_write(out / "REPORT.md", lambda tmp: tmp.write_text(text))
     write_pdf(text, out, out / "REPORT.pdf")
     save_json(out / "report_metrics.json", {"config": config})
+    if is_smoke_test(m):
+        print("report: a SMOKE TEST (--quick): the report says its numbers mean nothing")
     print(f"report: wrote {out / 'REPORT.md'} and {out / 'REPORT.pdf'}")
 
 

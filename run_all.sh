@@ -2,7 +2,7 @@
 # The whole study, in order: Part 1, Parts 2–3, then Part 4 and the report.
 #
 #   pip install -r requirements.txt && bash run_all.sh
-#   bash run_all.sh --quick                       # every step on a sliver of MNIST, in about 20 s on a CPU
+#   bash run_all.sh --quick                       # a smoke test: every step on a sliver of MNIST, into results-quick/
 #   bash run_all.sh --data-dir ../shared/data --out results --device cpu
 #
 # Each step skips work whose outputs are complete and match the settings, so a rerun after an interruption
@@ -13,10 +13,11 @@ cd "$(dirname "$0")"
 
 usage="usage: bash run_all.sh [--quick] [--force] [--data-dir DIR] [--out DIR] [--device auto|cpu|cuda|mps] [--seed N]"
 forward=()
-out=results
+out=
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick|--force) forward+=("$1"); shift ;;
+    --quick) forward+=("$1"); quick=1; shift ;;
+    --force) forward+=("$1"); shift ;;
     --data-dir|--out|--device|--seed)
       [ $# -ge 2 ] || { echo "run_all.sh: $1 needs a value; $usage" >&2; exit 2; }
       [ "$1" = --out ] && out=$2
@@ -26,12 +27,21 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+[ -n "$out" ] || { [ -n "${quick:-}" ] && out=results-quick || out=results; }
 python=${PYTHON:-python3}
 step() {
   local title=$1 script=$2 start=$SECONDS
   # ${a[@]+"${a[@]}"}: an empty array under set -u, which the bash 3.2 of macOS counts as unset otherwise
   echo "=== $title: $python $script ${forward[*]+"${forward[*]}"}"
-  "$python" "$script" ${forward[@]+"${forward[@]}"} || { status=$?; echo "run_all.sh: $script failed (exit $status)" >&2; exit "$status"; }
+  "$python" "$script" ${forward[@]+"${forward[@]}"} || {
+    status=$?
+    if [ "$status" = 130 ]; then
+      echo "run_all.sh: interrupted in $script; run the same command again to resume" >&2
+    else
+      echo "run_all.sh: $script failed (exit $status)" >&2
+    fi
+    exit "$status"
+  }
   echo "=== $title: done in $((SECONDS - start))s"
   echo
 }

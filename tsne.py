@@ -6,7 +6,7 @@ momentum, per-parameter gains). Every N×N matrix is held on the device; when it
 in chunks.
 
     python tsne.py                                  # 5000 prior samples of the trained conv VAE, two maps
-    python tsne.py --quick                          # every code path in seconds on a CPU
+    python tsne.py --quick                          # a smoke test: every code path in seconds, into results-quick/
     python -m pytest tests/test_tsne.py -q          # checks against references
     python benchmarks/bench_tsne.py                 # speed: N=2000 on CPU, N=10000 on CUDA
     python benchmarks/bench_tsne.py --quality       # trustworthiness and 10-NN accuracy on 5000 MNIST digits
@@ -22,8 +22,9 @@ import torch
 
 from classifier import classify, load_classifier
 from conv_vae import load_conv_vae
-from vae import (cli, device_name, file_digest, make_parser, outputs_complete, parse, positive_float, positive_int,
-                 save_figure, save_json, start)
+from bookkeeping import (cli, device_name, file_digest, make_parser, outputs_complete, parse, positive_float,
+                         positive_int, save_figure, save_json, start)
+from vae import figure_title
 
 # ---------------------------------------------------------------------------------------------------------------
 # defaults
@@ -352,7 +353,7 @@ QUICK_ITER = 300
 INIT = {"latent": "random", "image": "pca"}
 
 
-def plot_embeddings(embeddings, labels, path):
+def plot_embeddings(embeddings, labels, path, title=""):
     """The two maps side by side, each point coloured by the classifier's digit for its decoded image."""
     counts = torch.bincount(labels, minlength=10).tolist()
     fig, axes = plt.subplots(1, len(embeddings), figsize=(7 * len(embeddings), 6.5), squeeze=False)
@@ -365,6 +366,8 @@ def plot_embeddings(embeddings, labels, path):
         ax.set(title=title, xticks=[], yticks=[])
     axes[0, -1].legend(title="predicted digit (count)", markerscale=4, fontsize=8, loc="center left",
                        bbox_to_anchor=(1, 0.5))
+    if title:
+        fig.suptitle(title)
     save_figure(fig, path)
 
 
@@ -410,7 +413,8 @@ def main(argv=None):
               f"trustworthiness {trust[f'{name}_embedding']:.3f}, {seconds[name]:.1f}s")
 
     plot_embeddings({f"t-SNE of {args.n_samples} latent vectors z ~ N(0, I)": embeddings["latent"],
-                     "t-SNE of their decoded images": embeddings["image"]}, labels.cpu(), figure)
+                     "t-SNE of their decoded images": embeddings["image"]}, labels.cpu(), figure,
+                    figure_title("Part 4: prior samples of the conv VAE, coloured by predicted digit", args.quick))
     counts = torch.bincount(labels, minlength=10).tolist()
     metrics = {"config": config, "device": device_name(device), "n_samples": args.n_samples,
                "class_counts": counts, "mean_confidence": confidence.mean().item(),

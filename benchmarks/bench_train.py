@@ -20,12 +20,24 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bookkeeping              # noqa: E402
 import vae                      # noqa: E402
 from conv_vae import ConvVAE    # noqa: E402
 
 MODELS = {"mlp_100_100": lambda: vae.MLPVAE((100, 100)), "mlp_200_200": lambda: vae.MLPVAE((200, 200)),
           "mlp_300_300": lambda: vae.MLPVAE((300, 300)), "conv": ConvVAE}
 BATCH_SIZE = 128
+
+
+def plain_step(model, opt):
+    """vae.train's step: loss, zero_grad, backward, step."""
+    def step(xb):
+        loss, stats = vae.vae_loss(model, xb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+    return step
 
 
 def sync(device):
@@ -40,6 +52,7 @@ def time_dataloader(make_model, data_dir, device, batches):
                                          num_workers=1, pin_memory=device.type == "cuda")
     model = make_model().to(device)
     opt = vae.make_optimizer(model, vae.LR, capturable=False)
+    step = plain_step(model, opt)
     seconds = []
     for _ in range(2 if batches is None else 1):
         sync(device)
@@ -47,7 +60,7 @@ def time_dataloader(make_model, data_dir, device, batches):
         for i, (xb, _) in enumerate(loader):
             if batches is not None and i == batches:
                 break
-            vae.vae_step(model, opt, xb.to(device, non_blocking=True))
+            step(xb.to(device, non_blocking=True))
         sync(device)
         seconds.append(time.perf_counter() - t0)
     return seconds[-1]
@@ -56,14 +69,20 @@ def time_dataloader(make_model, data_dir, device, batches):
 def time_resident(make_model, train_x, device, batches, graph):
     model = make_model().to(device)
     opt = vae.make_optimizer(model, vae.LR, capturable=graph)
-    step = vae.make_step(lambda xb: vae.vae_step(model, opt, xb), model, opt, (train_x,), BATCH_SIZE)
+    step = plain_step(model, opt)
+    if graph:
+        step = vae.CUDAGraphStep(step, model, opt, [train_x[:BATCH_SIZE]])
     n = len(train_x) if batches is None else batches * BATCH_SIZE
     generator = torch.Generator().manual_seed(0)
     seconds = []
     for _ in range(2 if batches is None else 1):
         sync(device)
         t0 = time.perf_counter()
-        vae.train_epoch(step, n, BATCH_SIZE, generator, device)   # reads the loss once: a sync at the end
+        order = torch.randperm(n, generator=generator).to(device)
+        total = 0
+        for i in range(n // BATCH_SIZE):
+            total = total + step(train_x[order[i * BATCH_SIZE:(i + 1) * BATCH_SIZE]])
+        total.item()                     # reads the loss once: a sync at the end, as vae.train does
         seconds.append(time.perf_counter() - t0)
     return seconds[-1]
 
@@ -76,13 +95,13 @@ def main():
     p.add_argument("--batches", type=int, default=None,
                    help="time this many batches and scale to an epoch (default: full epochs on CUDA, 50 elsewhere)")
     args = p.parse_args()
-    device = vae.pick_device(args.device)
+    device = bookkeeping.pick_device(args.device)
     batches = args.batches or (None if device.type == "cuda" else 50)
     torch.manual_seed(0)
     train_x = vae.load_mnist(args.data_dir, device)[0]
     full = len(train_x) // BATCH_SIZE
     scale = 1 if batches is None else full / batches
-    print(f"device: {vae.device_name(device)}; torch {torch.__version__}")
+    print(f"device: {bookkeeping.device_name(device)}; torch {torch.__version__}")
     print(f"seconds per epoch of {full} batches of {BATCH_SIZE}"
           + ("" if batches is None else f", timed on {batches} batches and scaled by {scale:.2f}"))
     pipelines = ["dataloader", "resident"] + (["graph"] if device.type == "cuda" else [])

@@ -18,6 +18,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import tsne  # noqa: E402
+import bookkeeping  # noqa: E402
 import vae  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -72,9 +73,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    device = vae.pick_device(args.device)
+    device = bookkeeping.pick_device(args.device)
     n = QUALITY_N if args.quality else args.n or (2000 if device.type == "cpu" else 10000)
-    print(f"device: {vae.device_name(device)}")
+    print(f"device: {bookkeeping.device_name(device)}")
     print(f"torch {torch.__version__}, N={n}, {args.n_iter} iterations, perplexity {args.perplexity:g}")
 
     # --- data: the first n MNIST test images, as 50 principal components
@@ -124,4 +125,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    vae.cli(main)
+    bookkeeping.cli(main)

@@ -53,7 +53,8 @@ def tiny_data(tmp_path_factory):
 
 def run(*args, cwd=ROOT, timeout=300):
     """Run a command as a student would (python script.py ... or bash run_all.sh ...); returns CompletedProcess."""
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+    # PYTHON: run_all.sh starts each step with this interpreter, the one running the tests
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1", PYTHON=sys.executable)
     cmd = [sys.executable, *map(str, args)] if str(args[0]).endswith(".py") else list(map(str, args))
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 
+import bookkeeping
 import vae
 from conftest import IDX_NAMES, make_tiny_mnist, run
 
@@ -97,25 +98,27 @@ class RunsCode:
 def test_pickle_carrying_code_is_refused_not_run(tmp_path):
     marker, evil = tmp_path / "was-run", tmp_path / "evil.pt"
     torch.save({"model": {}, "state_dict": RunsCode(marker), "complete": True}, evil)
-    with pytest.raises(vae.UserError, match="cannot be read safely"):
-        vae.read_checkpoint(evil)
+    with pytest.raises(bookkeeping.UserError, match="cannot be read safely"):
+        bookkeeping.read_checkpoint(evil)
     assert not marker.exists()
     torch.load(evil, weights_only=False)   # the same file, loaded unsafely, does run it: the test can fail
     assert marker.exists()
 
 
 def test_nan_loss_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
-    real_epoch, calls = vae.train_epoch, []
+    real_loss, calls = vae.vae_loss, []
 
-    def nan_in_epoch_2(*args, **kwargs):
+    def nan_from_epoch_2(model, x):      # 320 tiny training images: 2 batches of 128 per epoch
         calls.append(1)
-        return [math.nan, 0.0] if len(calls) == 2 else real_epoch(*args, **kwargs)
+        loss, stats = real_loss(model, x)
+        return (loss * math.nan if len(calls) > 2 else loss), stats
 
-    monkeypatch.setattr(vae, "train_epoch", nan_in_epoch_2)
+    monkeypatch.setattr(vae, "vae_loss", nan_from_epoch_2)
     args = ["--quick", "--hidden", "20", "20", "--epochs", "3", "--data-dir", str(tiny_data), "--out", str(tmp_path)]
-    with pytest.raises(vae.UserError, match=r"became nan in epoch 2; the last good checkpoint .* \(epoch 1\) was kept"):
+    with pytest.raises(bookkeeping.UserError,
+                       match=r"became nan in epoch 2; the last good checkpoint .* \(epoch 1\) was kept"):
         vae.main(args)
-    ckpt = vae.read_checkpoint(tmp_path / "mlp_20_20.pt")
+    ckpt = bookkeeping.read_checkpoint(tmp_path / "mlp_20_20.pt")
     assert not ckpt["complete"] and len(ckpt["history"]) == 1
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
 
@@ -144,10 +147,12 @@ def test_device_that_is_not_there(tiny_data, tmp_path, device):
 @pytest.mark.parametrize("script, flags", [
     ("vae.py", ["--epochs", "0"]), ("vae.py", ["--hidden", "100", "-3"]), ("conv_vae.py", ["--batch-size", "0"]),
     ("classifier.py", ["--lr", "-1"]), ("tsne.py", ["--n-samples", "0"]), ("interpolate.py", ["--steps", "1"]),
-    ("interpolate.py", ["--from", "10"]), ("interpolate.py", ["--from", "3", "--to", "3"])])
+    ("interpolate.py", ["--from", "10"]), ("interpolate.py", ["--from", "3", "--to", "3"]),
+    ("vae.py", ["--lr", "abc"]), ("classifier.py", ["--epochs", "two"])])
 def test_invalid_flags(tmp_path, script, flags):
     line = one_line_error(run(script, *flags, "--out", tmp_path), "error: argument")
     assert result_names_flag(line, flags[0])
+    assert "positive_" not in line, line   # "must be a positive number, got abc", not the type function's name
 
 
 def result_names_flag(line, flag):

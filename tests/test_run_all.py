@@ -3,6 +3,7 @@ files byte for byte as they were, and a run killed mid-way completes when run ag
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -35,8 +36,9 @@ def test_quick_chain_writes_every_output(chain):
     assert not missing
     report = (out / "REPORT.md").read_text()
     for heading in ("## Parts 1–3: the models", "### Observations on the latent space",
-                    "### Observations on the interpolation", "![Part 4: t-SNE"):
+                    "### Observations on the interpolation", "![Part 4: t-SNE", "Smoke test (`--quick`)"):
         assert heading in report
+    assert "SMOKE TEST" in result.stdout
     assert (out / "REPORT.pdf").read_bytes().startswith(b"%PDF")
     assert "all steps done" in result.stdout and result.stdout.count("done in") == 7
 
@@ -62,7 +64,7 @@ def test_force_redoes_one_step(chain, tiny_data):
 
 def test_killed_run_completes_when_rerun(tiny_data, tmp_path):
     out = tmp_path / "results"
-    env = dict(os.environ, MPLBACKEND="Agg")
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHON=sys.executable)
     cmd = ["bash", "run_all.sh", "--quick", "--data-dir", str(tiny_data), "--out", str(out)]
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
@@ -73,6 +75,8 @@ def test_killed_run_completes_when_rerun(tiny_data, tmp_path):
     time.sleep(1.0)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    # as if the kill had struck mid-write: a temporary file of a process that no longer exists
+    (out / f".conv.pt.{process.pid}.tmp").write_bytes(b"half a checkpoint")
     done = {name: data for name, data in contents(out).items() if name.startswith("mlp_")}
     assert not (out / "REPORT.md").exists()
 
@@ -83,7 +87,7 @@ def test_killed_run_completes_when_rerun(tiny_data, tmp_path):
     after = contents(out)
     assert {name: after[name] for name in done} == done
     assert all((out / name).is_file() for name in EXPECTED)
-    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp") and not p.name.startswith(".")]
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]   # atomic_write's are .NAME.PID.tmp
 
 
 def test_unknown_option_is_one_line(tmp_path):
