@@ -8,14 +8,19 @@ The assignment asks for labels handled as one-hot vectors, so the targets are on
 cross-entropy written against them. It trains with the same loop as the VAEs (vae.train), so it also saves a
 checkpoint every epoch and resumes after an interruption. Outputs under --out: classifier.pt and
 classifier_metrics.json. The later steps load the model with `load_classifier` and score images with `classify`.
+Then it judges how much digit identity survives each saved VAE's bottleneck: its accuracy on each model's
+reconstructions σ(decode(μ(x))) of the whole test set, in reconstruction_accuracy.json.
 """
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bookkeeping import TrainingCheckpoint, cli, device_name, load_trained, make_parser, outputs_complete, parse, \
-    save_json, start
-from vae import add_training_args, load_mnist, train
+from bookkeeping import TrainingCheckpoint, cli, device_name, file_digest, load_trained, make_parser, \
+    outputs_complete, parse, save_json, start
+from conv_vae import LATENT_DIM, load_saved_models, saved_model_digests
+from vae import add_training_args, load_mnist, reconstruct, train
 
 EPOCHS = 8
 BATCH_SIZE = 128
@@ -79,6 +84,32 @@ def load_classifier(out, device):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# How much digit identity survives each VAE's bottleneck
+
+def reconstruction_accuracy(out, device, args, data):
+    """The classifier's accuracy on each saved VAE's reconstructions σ(decode(μ(x))) of the whole test set,
+    beside its accuracy on the test images themselves. Writes reconstruction_accuracy.json."""
+    path = out / "reconstruction_accuracy.json"
+    config = {"classifier": file_digest(out / "classifier.pt"), "models": saved_model_digests(out, LATENT_DIM),
+              "quick": args.quick}
+    if not config["models"]:
+        print(f"classifier: no saved VAE in {out} whose reconstructions to judge; run vae.py and conv_vae.py first")
+        return
+    if not args.force and outputs_complete(path, config):
+        print("classifier: skipped the reconstructions, their accuracy is up to date")
+        return
+    _, _, test_x, test_y = data()
+    classifier = load_classifier(out, device)
+    models = load_saved_models(out, LATENT_DIM, device, "classifier")
+    result = {"test_images": accuracy(classifier, test_x, test_y),
+              **{name: accuracy(classifier, torch.sigmoid(reconstruct(model, test_x)), test_y)
+                 for name, model in models.items()}}
+    save_json(path, {"config": config, "accuracy": result})
+    print("classifier: accuracy on the test images and on each model's reconstructions: "
+          + ", ".join(f"{name} {a:.4f}" for name, a in result.items()))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 def main(argv=None):
     p = make_parser("Part 4: train the CNN digit classifier on MNIST, with one-hot labels.")
@@ -92,20 +123,25 @@ def main(argv=None):
     config = {"model": model.config, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
               "seed": args.seed, "quick": args.quick}
     ckpt = TrainingCheckpoint(ckpt_path, model.config, config, force=args.force)
+
+    @functools.cache
+    def data():   # MNIST, loaded once, and only if a step below needs it
+        return load_mnist(args.data_dir, device, args.quick)
+
     if ckpt.complete and outputs_complete(metrics_path, config, [ckpt_path]):
         print("classifier: skipped, outputs are complete and match the settings (--force redoes it)")
-        return
-
-    train_x, train_y, test_x, test_y = load_mnist(args.data_dir, device, args.quick)
-    train_t = F.one_hot(train_y, 10).float()                  # labels as one-hot rows, (N, 10)
-    history = train(model, classifier_loss, (train_x, train_t),
-                    lambda model: {"test_accuracy": accuracy(model, test_x, test_y)}, args, ckpt, device)
-
-    metrics = {"config": config, "device": device_name(device), "torch": str(torch.__version__), "history": history,
-               "test_accuracy": history[-1]["test_accuracy"], "train_seconds": sum(h["seconds"] for h in history)}
-    ckpt.finish(model, history, metrics)
-    save_json(metrics_path, metrics)
-    print(f"classifier: test accuracy {metrics['test_accuracy']:.4f}, trained in {metrics['train_seconds']:.1f}s")
+    else:
+        train_x, train_y, test_x, test_y = data()
+        train_t = F.one_hot(train_y, 10).float()                  # labels as one-hot rows, (N, 10)
+        history = train(model, classifier_loss, (train_x, train_t),
+                        lambda model: {"test_accuracy": accuracy(model, test_x, test_y)}, args, ckpt, device)
+        metrics = {"config": config, "device": device_name(device), "torch": str(torch.__version__),
+                   "history": history, "test_accuracy": history[-1]["test_accuracy"],
+                   "train_seconds": sum(h["seconds"] for h in history)}
+        ckpt.finish(model, history, metrics)
+        save_json(metrics_path, metrics)
+        print(f"classifier: test accuracy {metrics['test_accuracy']:.4f}, trained in {metrics['train_seconds']:.1f}s")
+    reconstruction_accuracy(out, device, args, data)
 
 
 if __name__ == "__main__":

@@ -6,16 +6,18 @@ Parts 2 and 3 — the convolutional VAE, then every saved model decoded from the
     python conv_vae.py --data-dir ../shared/data --device cpu --out results
 
 Loading, the loss, training and plotting come from vae.py; only the architecture is new here. Outputs under
---out: conv.pt, conv_samples.png, conv_metrics.json and conv_losses.png (Part 2), and saved_models_samples.png
-with saved_models.json (Part 3): the same 15 vectors z ~ N(0, I) decoded by each saved model, read back from
-its checkpoint with weights_only=True.
+--out: conv.pt, conv_samples.png, conv_metrics.json and conv_losses.png (Part 2). Part 3 reads every saved model
+back from its checkpoint with weights_only=True and writes saved_models_samples.png (the same 15 vectors
+z ~ N(0, I) decoded by each model), reconstructions.png (the first test image of each digit and each model's
+reconstruction decode(μ(x))) and saved_models.json (each model's reconstruction error −log p(x | z = μ(x)) on
+the whole test set, in nats per image).
 """
 import torch
 import torch.nn as nn
 
 from bookkeeping import UserError, cli, file_digest, load_trained, make_parser, outputs_complete, parse, save_json, start
 from vae import (EPOCHS, HIDDEN_CONFIGS, LATENT_DIM, N_SAMPLES, VAE, MLPVAE, add_vae_args, figure_title, fit,
-                 load_mnist, plot_losses, show_images)
+                 load_mnist, plot_losses, reconstruct, reconstruction, show_images)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -52,40 +54,70 @@ def load_conv_vae(out, device, latent_dim=LATENT_DIM):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Part 3: every saved model, read back from disk, decodes the same 15 prior samples
+# Part 3: every saved model, read back from disk, decodes the same 15 prior samples and reconstructs test digits
 
-def decode_saved_models(out, device, latent_dim, seed, force=False, quick=False):
-    models = {f"mlp_{h1}_{h2}": (MLPVAE, MLPVAE((h1, h2), latent_dim).config, "python vae.py")
-              for h1, h2 in HIDDEN_CONFIGS}
-    models["conv"] = (ConvVAE, ConvVAE(latent_dim).config, "python conv_vae.py")
-    found = {name: spec for name, spec in models.items() if (out / f"{name}.pt").is_file()}
-    for name in [name for name in models if name not in found]:
-        print(f"Part 3: {name}.pt is not in {out}; run `{models[name][2]}` to include it")
-    config = {"seed": seed, "models": {name: file_digest(out / f"{name}.pt") for name in found}}
-    figure = out / "saved_models_samples.png"
-    if not force and outputs_complete(out / "saved_models.json", config, [figure]):
-        print("Part 3: skipped, the figure is up to date")
+def saved_model_files(latent_dim):
+    """{name: (model class, its expected config, the command that trains it)} for each model of the study."""
+    specs = {f"mlp_{h1}_{h2}": (MLPVAE, MLPVAE((h1, h2), latent_dim).config, "python vae.py")
+             for h1, h2 in HIDDEN_CONFIGS}
+    specs["conv"] = (ConvVAE, ConvVAE(latent_dim).config, "python conv_vae.py")
+    return specs
+
+
+def saved_model_digests(out, latent_dim):
+    return {name: file_digest(out / f"{name}.pt") for name in saved_model_files(latent_dim)
+            if (out / f"{name}.pt").is_file()}
+
+
+def load_saved_models(out, latent_dim, device, step):
+    """{name: model} for every finished model under `out`, read back with weights_only=True. A missing or
+    unfinished one is left out, and a line says why."""
+    models = {}
+    for name, (model_class, expected, run_first) in saved_model_files(latent_dim).items():
+        if not (out / f"{name}.pt").is_file():
+            print(f"{step}: {name}.pt is not in {out}; run `{run_first}` to include it")
+            continue
+        try:
+            models[name] = load_trained(out / f"{name}.pt", model_class, expected, run_first)[0].to(device)
+        except UserError as e:   # an unfinished or different model: leave it out, say why
+            print(f"{step}: leaving out {name}: {e}")
+    if not models:
+        raise UserError(f"{step}: no finished model in {out}; run `python vae.py` and `python conv_vae.py` first")
+    return models
+
+
+def first_of_each_digit(labels):
+    """Indices of the first test image of each digit 0–9 that the test set has."""
+    return [int((labels == d).nonzero()[0]) for d in range(10) if (labels == d).any()]
+
+
+@torch.no_grad()
+def decode_saved_models(out, device, latent_dim, seed, test, force=False, quick=False):
+    test_x, test_y = test
+    config = {"seed": seed, "quick": quick, "test_images": len(test_x), "models": saved_model_digests(out, latent_dim)}
+    figures = {"samples": out / "saved_models_samples.png", "reconstructions": out / "reconstructions.png"}
+    if not force and outputs_complete(out / "saved_models.json", config, figures.values()):
+        print("Part 3: skipped, the figures are up to date")
         return
+    models = load_saved_models(out, latent_dim, device, "Part 3")
 
     z = torch.randn(N_SAMPLES, latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    rows, captions, shown = [], [], []
-    for name, (model_class, expected, run_first) in found.items():
-        try:
-            model, _ = load_trained(out / f"{name}.pt", model_class, expected, run_first)
-        except UserError as e:   # an unfinished or different model: leave it out of the figure, say why
-            print(f"Part 3: leaving out {name}: {e}")
-            continue
-        with torch.no_grad():
-            rows.append(torch.sigmoid(model.to(device).decode(z)))
-        captions += [name if i == 0 else "" for i in range(N_SAMPLES)]
-        shown.append(name)
-    if not rows:
-        raise UserError(f"Part 3: no finished model in {out} to decode with; run `python vae.py` and "
-                        f"`python conv_vae.py` first")
-    show_images(torch.cat(rows), figure, figure_title("Each row: one saved model decoding the same 15 vectors "
-                                                      "z ~ N(0, I)", quick), captions=captions, ncols=N_SAMPLES)
-    save_json(out / "saved_models.json", {"config": config, "models": shown})
-    print(f"Part 3: wrote {figure}")
+    samples = [torch.sigmoid(model.decode(z)) for model in models.values()]
+    show_images(torch.cat(samples), figures["samples"],
+                figure_title("Each row: one saved model decoding the same 15 vectors z ~ N(0, I)", quick),
+                captions=[name if i == 0 else "" for name in models for i in range(N_SAMPLES)], ncols=N_SAMPLES)
+
+    # reconstructions x̂ = σ(decode(μ(x))) of the first test image of each digit, and −log p(x | z = μ(x)) on all
+    x = test_x[first_of_each_digit(test_y)]
+    rows = [x] + [torch.sigmoid(reconstruct(model, x)) for model in models.values()]
+    show_images(torch.cat(rows), figures["reconstructions"],
+                figure_title("Top row: test images; below, each saved model's reconstruction decode(μ(x))", quick),
+                captions=[name if i == 0 else "" for name in ["input", *models] for i in range(len(x))], ncols=len(x))
+    error = {name: reconstruction(reconstruct(model, test_x), test_x).mean().item() for name, model in models.items()}
+    save_json(out / "saved_models.json", {"config": config, "models": list(models), "reconstruction_error": error})
+    print("Part 3: reconstruction error −log p(x | μ(x)) on the test set, nats per image: "
+          + ", ".join(f"{name} {e:.2f}" for name, e in error.items()))
+    print(f"Part 3: wrote {figures['samples']} and {figures['reconstructions']}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -100,7 +132,7 @@ def main(argv=None):
 
     metrics = fit("conv", lambda: ConvVAE(args.latent_dim), args, data, device, out)
     plot_losses([metrics], out / "conv_losses.png", figure_title("Part 2: the convolutional VAE", args.quick))
-    decode_saved_models(out, device, args.latent_dim, args.seed, args.force, args.quick)
+    decode_saved_models(out, device, args.latent_dim, args.seed, data[2:], args.force, args.quick)
 
 
 if __name__ == "__main__":

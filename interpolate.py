@@ -8,16 +8,23 @@ Part 4 — walking through the conv VAE's latent space from one digit to another
 
 It reads conv.pt and classifier.pt from --out, so run `python conv_vae.py` and `python classifier.py` first.
 
-The two ends are prior samples z ~ N(0, I) whose decodings the classifier most confidently calls the two digits
-(at least --confidence). Taking them from the prior means the path starts and ends where the generative model
+One search finds an end for each of the ten digits: the prior sample z ~ N(0, I) whose decoding the classifier
+most confidently calls that digit (at least --confidence). Taking them from the prior means the path starts and ends where the generative model
 actually puts its mass, the same distribution the t-SNE of Part 4 looks at; only when no prior sample among
 --max-draws is confidently that digit does an end fall back to the posterior mean μ(x) of a test image x of it.
 Between the ends the path is linear, z_t = (1 − t) z_a + t z_b, and, for comparison, spherical (slerp), which keeps
 the norm that a Gaussian sample in 20 dimensions almost always has. Every frame is decoded and classified.
-Outputs under --out: interpolation.png (the frames, with the classifier's digit and confidence under each),
-interpolation_probs.png (the 10 class probabilities along t) and interpolation_metrics.json.
+The same ends give paths between all 45 pairs of digits, decoded and classified in one batch: how many frames of
+each path does the classifier call a third digit? Last, a traversal: each latent unit in turn sweeps from −3 to 3
+with the others at 0, showing which units the decoder uses.
+
+Outputs under --out: interpolation.png (the featured path's frames, with the classifier's digit and confidence
+under each), interpolation_probs.png (the 10 class probabilities along t), interpolation_pairs.png (two 10 × 10
+heat maps of third-digit frames, linear and slerp), traversal.png (a 20 × 9 grid, units sorted by how much the
+image changes) and interpolation_metrics.json.
 """
 import argparse
+import itertools
 
 import matplotlib.pyplot as plt
 import torch
@@ -36,6 +43,8 @@ MAX_DRAWS = 20000    # cap on prior samples searched for the ends; --quick uses 
 QUICK_MAX_DRAWS = 2000
 DRAW_BATCH = 1000    # prior samples decoded and classified at a time
 PARALLEL_EPS = 1e-6  # sin Ω below this: the ends point the same (or opposite) way and slerp falls back to linear
+PAIR_STEPS = 10      # frames per path for each of the 45 digit pairs
+TRAVERSAL = [-3.0, -2.25, -1.5, -0.75, 0.0, 0.75, 1.5, 2.25, 3.0]   # values one latent unit sweeps, the others at 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -128,8 +137,62 @@ def path_metrics(images, probs, ends):
             "mean_frame_l2": step_l2.mean().item()}
 
 
+def third_digit_frames(labels, pairs):
+    """For paths between the digit pairs (a, b) with frame labels (P, S): how many frames are neither a nor b."""
+    ab = torch.tensor(pairs, device=labels.device)                  # (P, 2)
+    return ((labels != ab[:, :1]) & (labels != ab[:, 1:])).sum(1)   # (P,)
+
+
+@torch.no_grad()
+def all_pairs(vae, classifier, ends, steps):
+    """Every pair a < b of the ten digits, linear and slerp, decoded and classified in one batch per kind.
+    Returns {kind: {"third_digit_frames": [45 counts], "min_confidence": [45 values]}} and the pairs."""
+    pairs = list(itertools.combinations(sorted(ends), 2))
+    results = {}
+    for kind, path in (("linear", interpolate), ("slerp", slerp)):
+        z = torch.stack([path(ends[a]["z"], ends[b]["z"], steps) for a, b in pairs])   # (45, S, 20)
+        _, probs = decode_and_classify(vae, classifier, z.flatten(0, 1))              # (45·S, 10)
+        confidence, label = probs.view(len(pairs), steps, 10).max(2)                  # (45, S) each
+        results[kind] = {"third_digit_frames": third_digit_frames(label, pairs).tolist(),
+                         "min_confidence": confidence.min(1).values.tolist()}
+    return results, pairs
+
+
+@torch.no_grad()
+def traverse(vae, values):
+    """Decoded images as each latent unit u in turn sweeps `values`, the others at 0 → (d, V, 1, 28, 28)."""
+    d = vae.config["latent_dim"]
+    device = next(vae.parameters()).device
+    z = torch.zeros(d, len(values), d, device=device)
+    z[torch.arange(d), :, torch.arange(d)] = torch.tensor(values, device=device)   # row u: z_u = v, z_≠u = 0
+    return torch.sigmoid(vae.decode(z.flatten(0, 1))).view(d, len(values), 1, 28, 28)
+
+
+def traversal_change(images):
+    # change_u = Σ_i ‖x_u(v_{i+1}) − x_u(v_i)‖₂ over the sweep, in pixel L2: zero for a unit the decoder ignores
+    return (images[:, 1:] - images[:, :-1]).flatten(2).norm(dim=2).sum(1)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Figures
+
+def plot_pairs(results, pairs, steps, path, title):
+    """Two 10 × 10 heat maps, linear and slerp: how many of a pair's frames the classifier calls a third digit."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, (kind, r) in zip(axes, results.items()):
+        grid = torch.full((10, 10), float("nan"))
+        for (a, b), n in zip(pairs, r["third_digit_frames"]):
+            grid[a, b] = grid[b, a] = n
+        ax.imshow(grid, cmap="Reds", vmin=0, vmax=steps)
+        for (a, b), n in zip(pairs, r["third_digit_frames"]):
+            for i, j in ((a, b), (b, a)):
+                ax.text(j, i, n, ha="center", va="center", fontsize=8, color="white" if n > steps / 2 else "black")
+        passing = sum(n > 0 for n in r["third_digit_frames"])
+        ax.set(title=f"{kind}: {passing} of {len(pairs)} paths pass a third digit", xticks=range(10),
+               yticks=range(10), xlabel="to digit", ylabel="from digit")
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
 
 def plot_probs(probs, digits, path, title):
     """One panel per path: the classifier's 10 probabilities against t, the two end digits drawn bold."""
@@ -181,19 +244,21 @@ def main(argv=None):
 
     digits = (args.from_digit, args.to_digit)
     paths = {"frames": out / "interpolation.png", "probs": out / "interpolation_probs.png",
+             "pairs": out / "interpolation_pairs.png", "traversal": out / "traversal.png",
              "metrics": out / "interpolation_metrics.json"}
     config = {"from": args.from_digit, "to": args.to_digit, "steps": args.steps, "confidence": args.confidence,
-              "max_draws": args.max_draws, "seed": args.seed, "quick": args.quick,
+              "max_draws": args.max_draws, "pair_steps": PAIR_STEPS, "traversal": TRAVERSAL, "seed": args.seed,
+              "quick": args.quick,
               "models": {"conv.pt": file_digest(out / "conv.pt"), "classifier.pt": file_digest(out / "classifier.pt")}}
-    if not args.force and outputs_complete(paths["metrics"], config, [paths["frames"], paths["probs"]]):
+    if not args.force and outputs_complete(paths["metrics"], config, [p for p in paths.values() if p.suffix == ".png"]):
         print("interpolate: skipped, outputs are complete and match the settings (--force redoes it)")
         return
 
-    # --- the ends
+    # --- one confident end for each of the ten digits, shared by the featured path and the 45 pairs
     generator = torch.Generator().manual_seed(args.seed)
-    ends, draws = prior_ends(vae, classifier, digits, args.confidence, args.max_draws, generator, device)
+    ends, draws = prior_ends(vae, classifier, range(10), args.confidence, args.max_draws, generator, device)
     test = None
-    for digit in digits:
+    for digit in range(10):
         if ends[digit] is None:
             test = test or load_mnist(args.data_dir, device, args.quick)
             ends[digit] = end = test_image_end(vae, classifier, test[2], test[3], digit)
@@ -222,6 +287,21 @@ def main(argv=None):
                              f"frame the classifier's digit (confidence)", args.quick), captions=captions,
                 ncols=args.steps)
     plot_probs(probs, digits, paths["probs"], figure_title(journey, args.quick))
+
+    # --- all 45 digit pairs, and the traversal of every latent unit
+    pairs, pair_list = all_pairs(vae, classifier, ends, PAIR_STEPS)
+    all_confident = all(end["confidence"] >= args.confidence for end in ends.values())
+    plot_pairs(pairs, pair_list, PAIR_STEPS, paths["pairs"], figure_title(
+        f"Frames (of {PAIR_STEPS}) on the path between two digits that the classifier calls a third digit"
+        + ("" if all_confident else "; some ends are not confidently their digit"), args.quick))
+    sweep = traverse(vae, TRAVERSAL)                                        # (20, 9, 1, 28, 28)
+    change = traversal_change(sweep)                                        # (20,)
+    order = change.argsort(descending=True).tolist()
+    show_images(sweep[order].flatten(0, 1), paths["traversal"], figure_title(
+        f"Each row: one latent unit swept from {TRAVERSAL[0]:g} to {TRAVERSAL[-1]:g}, the others at 0; sorted by "
+        f"how much the image changes (pixel L2 along the row)", args.quick),
+        captions=[(f"z{u}: {change[u]:.1f}" if j == 0 else "") + (f"\n{v:+g}" if i == 0 else "")
+                  for i, u in enumerate(order) for j, v in enumerate(TRAVERSAL)], ncols=len(TRAVERSAL))
     metrics = {
         "config": config,
         "ends": {key: {"digit": digit, **{k: v for k, v in ends[digit].items() if k != "z"},
@@ -230,6 +310,9 @@ def main(argv=None):
         "prior_draws": draws,
         "latent_distance": (z_a - z_b).norm().item(),
         **results,
+        "all_ends": {str(d): {k: v for k, v in end.items() if k != "z"} for d, end in ends.items()},
+        "pairs": {"pairs": pair_list, "steps": PAIR_STEPS, **pairs},
+        "traversal": {"values": TRAVERSAL, "change": change.tolist(), "order": order},
     }
     save_json(paths["metrics"], metrics)
 
@@ -239,7 +322,12 @@ def main(argv=None):
         changes = ", ".join(f"{c['from']}→{c['to']} at t={c['t']:.2f}" for c in m["changes"]) or "none"
         low = m["min_confidence"]
         print(f"{name}: label changes {changes}; lowest confidence {low['value']:.2f} at t={low['t']:.2f}")
-    print(f"wrote {paths['frames']}, {paths['probs']} and {paths['metrics']}")
+    for kind, r in pairs.items():
+        print(f"{kind} paths between the 45 digit pairs: {sum(n > 0 for n in r['third_digit_frames'])} pass through a "
+              f"third digit")
+    print(f"traversal: image change per latent unit, largest first: "
+          + ", ".join(f"z{u} {change[u]:.1f}" for u in order))
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
 if __name__ == "__main__":

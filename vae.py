@@ -300,10 +300,20 @@ def iw_log_likelihood(model, x, k, batch_size=20000):
 
 
 @torch.no_grad()
-def active_units(model, x, batch_size=2000, threshold=0.01):
+def unit_variance(model, x, batch_size=2000):
+    # Var_x(E_q[z_u | x]) for each latent unit u: how much the posterior mean of u moves with the image
+    return torch.cat([model.encode(xb)[0] for xb in x.split(batch_size)]).var(0)
+
+
+def active_units(variance, threshold=0.01):
     # unit u is active if Var_x(E_q[z_u | x]) > 0.01 (Burda et al., 2016)
-    mu = torch.cat([model.encode(xb)[0] for xb in x.split(batch_size)])
-    return int((mu.var(0) > threshold).sum())
+    return int((variance > threshold).sum())
+
+
+@torch.no_grad()
+def reconstruct(model, x, batch_size=2000):
+    """Bernoulli logits of decode(μ(x)): the model's reconstruction of each image, at the posterior mean."""
+    return torch.cat([model.decode(model.encode(xb)[0]) for xb in x.split(batch_size)])
 
 
 def iw_settings(args, device):
@@ -324,7 +334,7 @@ def show_images(images, path, title, captions=None, ncols=5):
     """A grid of (N, 1, 28, 28) images in [0, 1], with an optional caption under each."""
     n = len(images)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.8 * nrows), squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
@@ -392,11 +402,12 @@ def fit(name, build, args, data, device, out):
           # the −ELBO on the same images, so that the gap between the two bounds compares like with like
           "neg_elbo": evaluate(model, iw_x)["neg_elbo"], "samples": iw_k, "images": len(iw_x)}
     samples = torch.sigmoid(model.decode(torch.randn(N_SAMPLES, model.config["latent_dim"], device=device)))
+    variance = unit_variance(model, test_x)
     metrics = {
         "name": name, "config": as_json(config), "device": device_name(device), "torch": str(torch.__version__),
         "train_path": "cuda-graph" if use_cuda_graph(args, device) else "eager",
         "history": history, "test": test, "iw": iw,
-        "active_units": active_units(model, test_x),
+        "active_units": active_units(variance), "unit_variance": variance.tolist(),
         "seconds_per_epoch": sum(h["seconds"] for h in history) / len(history),
     }
     print(f"{name}: test −ELBO {test['neg_elbo']:.2f} nats (rec {test['rec']:.2f} + kl {test['kl']:.2f}); "

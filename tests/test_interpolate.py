@@ -109,6 +109,49 @@ def test_path_metrics_by_hand():
     assert steady["changes"] == [] and steady["intermediate_digits"] == []
 
 
+def test_third_digit_frames_on_hand_made_paths():
+    pairs = [(4, 7), (0, 1), (2, 9)]
+    labels = torch.tensor([[4, 4, 9, 9, 1, 7],     # a 9 and a 1 between: 3 frames
+                           [0, 0, 0, 1, 1, 1],     # straight: none
+                           [3, 3, 3, 3, 3, 3]])    # never either end: all 6
+    expected = [sum(label not in pair for label in row) for pair, row in zip(pairs, labels.tolist())]
+    assert expected == [3, 0, 6]
+    assert interpolate.third_digit_frames(labels, pairs).tolist() == expected
+
+
+def test_all_pairs_matches_one_path_at_a_time(models):
+    """The 45 pairs are one batched decode and classify; each must equal its own path decoded alone."""
+    vae, classifier = load_conv_vae(models, "cpu"), load_classifier(models, "cpu")
+    g = torch.Generator().manual_seed(5)
+    ends = {d: {"z": torch.randn(20, generator=g)} for d in range(10)}
+    results, pairs = interpolate.all_pairs(vae, classifier, ends, 6)
+    assert len(pairs) == 45 and pairs[0] == (0, 1) and pairs[-1] == (8, 9)
+    for kind, path in (("linear", interpolate.interpolate), ("slerp", interpolate.slerp)):
+        for i, (a, b) in enumerate(pairs):
+            _, probs = decode_and_classify(models, path(ends[a]["z"], ends[b]["z"], 6))
+            confidence, label = probs.max(1)
+            assert results[kind]["third_digit_frames"][i] == sum(d not in (a, b) for d in label.tolist())
+            assert results[kind]["min_confidence"][i] == pytest.approx(confidence.min().item(), abs=1e-5)
+
+
+def test_traversal_sweeps_one_unit_and_ignored_units_do_not_change(models):
+    vae = load_conv_vae(models, "cpu")
+    with torch.no_grad():
+        vae.decoder[0].weight[:, 3] = 0          # the decoder now ignores z_3
+    values = [-3.0, 0.0, 1.5, 3.0]
+    images = interpolate.traverse(vae, values)
+    assert images.shape == (20, 4, 1, 28, 28)
+    for u in (0, 3, 19):                         # the reference: decode the sweep of unit u by hand
+        z = torch.zeros(4, 20)
+        z[:, u] = torch.tensor(values)
+        with torch.no_grad():
+            torch.testing.assert_close(images[u], torch.sigmoid(vae.decode(z)))
+    change = interpolate.traversal_change(images)
+    assert change[3] == 0 and (change[torch.arange(20) != 3] > 0).all()
+    by_hand = sum((images[0, i + 1] - images[0, i]).norm() for i in range(3))
+    assert change[0].item() == pytest.approx(by_hand.item(), rel=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The ends
 
@@ -156,6 +199,11 @@ def test_cli_writes_outputs_then_skips(models, tiny_data, tmp_path):
     m = json.loads((out / "interpolation_metrics.json").read_text())
     assert m["config"]["steps"] == 6 and set(m["config"]["models"]) == {"conv.pt", "classifier.pt"}
     assert [m["ends"]["from"]["digit"], m["ends"]["to"]["digit"]] == [4, 7]
+    assert sorted(m["all_ends"]) == [str(d) for d in range(10)]
+    for key, digit in (("from", 4), ("to", 7)):     # the featured path uses the ends of the shared search
+        assert m["ends"][key]["confidence"] == m["all_ends"][str(digit)]["confidence"]
+    assert len(m["pairs"]["linear"]["third_digit_frames"]) == 45 and len(m["traversal"]["change"]) == 20
+    assert (out / "interpolation_pairs.png").is_file() and (out / "traversal.png").is_file()
 
     # the reference: rebuild both paths from the recorded ends by the formulas, decode and classify them again
     z_a, z_b = (torch.tensor(m["ends"][key]["z"]) for key in ("from", "to"))
