@@ -147,7 +147,9 @@ def train(model, loss_fn, train_data, test_fn, args, ckpt, device):
         opt.step()
         return {"loss": loss.detach(), **stats}
 
-    if graph:                                          # on CUDA: the same step, recorded once and replayed
+    # On CUDA, launching a step's hundred small kernels from Python takes longer than running them, so the same
+    # step is recorded once as a CUDA graph and replayed (CUDAGraphStep); --no-cuda-graph keeps the plain step.
+    if graph:
         step = cuda_graph_or_plain(step, model, opt, [t[:batch_size] for t in train_data])
     shuffle = torch.Generator().manual_seed(args.seed)
     ckpt.restore_random_state(shuffle, device)         # after the graph's warm-up, which draws random numbers
