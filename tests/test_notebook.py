@@ -2,6 +2,10 @@
 runs from top to bottom in quick mode on the tiny data, in an empty folder, as Colab's Run all would."""
 import base64
 import json
+import os
+import signal
+import threading
+import time
 
 import nbclient   # test-only dependencies, with ipykernel: pip install nbclient ipykernel
 import nbformat
@@ -106,6 +110,22 @@ def test_runner_raises_on_failure_and_shows_figures_when_skipped(tmp_path, monke
     with pytest.raises(RuntimeError, match=r"fail.py failed \(exit 2\)"):
         namespace["run"]("fail.py")
     assert "error: something is wrong" in capsys.readouterr().out
+
+
+def test_runner_stops_the_step_when_the_cell_is_interrupted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "slow.py").write_text("import os, time\nprint(os.getpid())\ntime.sleep(30)\n")
+    namespace = {"QUICK": False, "DATA_DIR": "data", "OUT": str(tmp_path / "out"), "DEVICE": "cpu"}
+    exec(notebook.RUNNER, namespace)
+    pids = []
+    namespace["print"] = lambda *args, **kwargs: pids.append(args[0]) if str(args[0]).strip().isdigit() else None
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()   # the stop button, after a second
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        namespace["run"]("slow.py")
+    assert time.monotonic() - started < 20
+    with pytest.raises(ProcessLookupError):   # the step has ended, and has been waited for
+        os.kill(int(pids[0]), 0)
 
 
 @pytest.mark.parametrize("out, quick, expected", [(None, False, "results"), (None, True, "results-quick"),
