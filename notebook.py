@@ -238,8 +238,8 @@ def build(root=ROOT):
     for i, (title, script) in enumerate(steps):
         for module in dependencies(root, script):
             if module in parts and parts.index(module) > i:
-                raise NotebookError(f"{script} imports {module}, which run_all.sh runs later: "
-                                    f"later parts import earlier ones, never the reverse")
+                raise NotebookError(f"{script} imports {module} (directly or through another module), which "
+                                    f"run_all.sh runs later: later parts import earlier ones, never the reverse")
             if module not in written:
                 stem = Path(module).stem
                 cells += [markdown(f"about-{stem}", f"### `{module}`, imported by the parts below\n\n"

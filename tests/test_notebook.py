@@ -64,7 +64,7 @@ def test_modules_come_before_the_first_part_that_needs_them(tmp_path):
 
 def test_a_part_may_not_import_a_later_one(tmp_path):
     root = fake_project(tmp_path / "p", [("One", "a.py"), ("Two", "b.py")], {"a.py": "import b\n", "b.py": ""})
-    with pytest.raises(notebook.NotebookError, match="a.py imports b.py, which run_all.sh runs later"):
+    with pytest.raises(notebook.NotebookError, match=r"a.py imports b.py \(directly .*\), which run_all.sh runs later"):
         notebook.build(root)
 
 
