@@ -47,8 +47,8 @@ current one.
 has torch, torchvision, numpy and matplotlib; MNIST is downloaded into `DATA_DIR` on the first run.
 
 **Time:** the whole study took 16 min 53 s on a 2-core CPU (AMD EPYC, 2 threads, no GPU). With `QUICK = True`,
-every step runs on a sliver of MNIST, to check that all is wired up: 81 s for the whole notebook on that machine,
-while other jobs shared it. No GPU run has been timed yet.
+every step runs on a sliver of MNIST, to check that all is wired up: the whole notebook took 50 to 102 s on that
+machine (four runs, while other jobs shared it). No GPU run has been timed yet.
 
 **Interrupted?** Run all again. A step whose outputs are complete and match the settings is skipped, and a
 training run resumes from its last finished epoch, as long as the files under the output folder are still there.
