@@ -38,6 +38,9 @@ MIN_EPOCHS = 5           # a model trained for fewer epochs is not compared with
 MIN_ACCURACY = 0.90      # below this test accuracy, the classifier's labels are not read as digits
 TIE_AGREEMENT = 0.02     # 10-NN agreements closer than this are a tie
 CONFIDENT_SHARE = 1.5    # "clustered" when 10-NN agreement is this many times chance
+TIE_ACCURACY = 0.005     # accuracies closer than half a point are a tie
+TIE_DISTANCE = 0.05      # median distances within 5% of each other are a tie
+TIE_PAIRS = 2            # counts of pairs (of 45) within 2 are a tie
 
 TEMPLATE = """\
 # VAEs on MNIST: the report
@@ -192,6 +195,65 @@ def norm_dip(i):
             f"about √{latent} = {math.sqrt(latent):.2f} for a typical prior sample"
             + (": the straight line cuts through the centre of the latent space, where prior samples hardly "
                "ever fall." if dips else "; here the two paths stay equally far from the centre."))
+
+
+def bottleneck(accuracy, recon_accuracy, epochs):
+    """How much digit identity survives each model's reconstruction, against the test images themselves."""
+    models = {name: a for name, a in recon_accuracy.items() if name != "test_images"}
+    numbers = (f"The classifier labels {pct(recon_accuracy['test_images'])} of the test images correctly, and of "
+               f"their reconstructions decode(μ(x)): " + ", ".join(f"{n} {pct(a)}" for n, a in models.items()))
+    if not classifier_trusted(accuracy) or min(epochs.values()) < MIN_EPOCHS:
+        return numbers + "; too weak a classifier or too short a training to say which bottleneck keeps the digit."
+    ranked = sorted(models, key=models.get, reverse=True)
+    lost = recon_accuracy["test_images"] - models[ranked[0]]
+    if len(ranked) > 1 and models[ranked[0]] - models[ranked[1]] < TIE_ACCURACY:
+        best = f"{ranked[0]} and {ranked[1]} keep the digit about equally well (within {pct(TIE_ACCURACY)})"
+    else:
+        best = f"{ranked[0]} keeps the digit best"
+    return f"{numbers}: {best}, losing {pct(lost)} of the accuracy to the bottleneck."
+
+
+def prior_holes(holes):
+    """Do prior samples land farther from the encoded data than held-out encoded data does?"""
+    prior, held_out = holes["median_prior_to_a"], holes["median_b_to_a"]
+    numbers = (f"The median distance from a prior sample to its nearest posterior mean μ(x) of test half A is "
+               f"{prior:.2f}, against {held_out:.2f} from a posterior mean of half B")
+    if abs(prior - held_out) < TIE_DISTANCE * held_out:
+        return numbers + f": within {TIE_DISTANCE:.0%}, so the prior covers the encoded data without visible holes."
+    if prior > held_out:
+        return (numbers + f" ({prior / held_out:.1f}×): many prior samples fall in holes between the encoded digits, "
+                f"where the decoder has seen no data.")
+    return numbers + ": prior samples lie closer to the encoded data than held-out digits do."
+
+
+def traversal_use(change, variance):
+    """Does sweeping an active unit change the image more than sweeping an inactive one?"""
+    active = [c for c, v in zip(change, variance) if v > 0.01]
+    inactive = [c for c, v in zip(change, variance) if v <= 0.01]
+    mean = lambda xs: sum(xs) / len(xs)
+    if not active or not inactive:
+        return (f"All {len(change)} units are {'active' if active else 'inactive'}; sweeping them changes the image "
+                f"by {min(change):.1f} to {max(change):.1f} (pixel L2 along the sweep).")
+    return (f"Sweeping one of the {len(active)} active units (variance of μ above 0.01) from −3 to 3 changes the "
+            f"decoded image by {mean(active):.1f} on average (pixel L2 along the sweep), one of the "
+            f"{len(inactive)} inactive units by {mean(inactive):.1f}: "
+            + ("the decoder reads the units the encoder uses, and ignores the collapsed ones."
+               if mean(active) > 2 * mean(inactive) else "the two groups are not clearly apart."))
+
+
+def pair_paths(pairs, accuracy, confident):
+    counts = {kind: sum(n > 0 for n in pairs[kind]["third_digit_frames"]) for kind in ("linear", "slerp")}
+    frames = {kind: sum(pairs[kind]["third_digit_frames"]) for kind in ("linear", "slerp")}
+    total = len(pairs["linear"]["third_digit_frames"])
+    numbers = (f"Over all {total} digit pairs, linear paths pass through a third digit in {counts['linear']} of "
+               f"{total} pairs ({frames['linear']} frames in all), slerp paths in {counts['slerp']} "
+               f"({frames['slerp']} frames)")
+    if not classifier_trusted(accuracy) or not confident:
+        return numbers + "; the classifier or the ends are not confident enough to read this as digits."
+    if abs(counts["linear"] - counts["slerp"]) <= TIE_PAIRS:
+        return numbers + f": a tie (within {TIE_PAIRS} pairs); the kind of path hardly matters here."
+    fewer = "slerp" if counts["slerp"] < counts["linear"] else "linear"
+    return numbers + f": {fewer} paths pass through other digits less often."
 
 
 # ---------------------------------------------------------------------------------------------------------------
