@@ -1,15 +1,18 @@
 """Part 4 — t-SNE written by hand in torch, then used to look at the conv VAE's latent space.
 
-Exact t-SNE (van der Maaten & Hinton, 2008): Gaussian affinities P in the data space, a Student-t kernel Q in 2-D,
-and gradient descent on KL(P || Q) with the optimiser of van der Maaten's reference code (early exaggeration,
-momentum, per-parameter gains). Every N×N matrix is held on the device; when it would not fit, rows are processed
-in chunks.
+t-SNE (van der Maaten & Hinton, 2008) places N points in 2-D so that their Student-t similarities Q match the
+Gaussian affinities P of the data, by gradient descent on KL(P || Q). The file reads in three parts:
+  1. `tsne_reference`: the algorithm as the papers write it, with full N×N matrices in float64. Read this first;
+     the tests check everything else against it.
+  2. `tsne`: the same algorithm, fast. P is kept over each point's 3·perplexity nearest neighbours, as in
+     scikit-learn's Barnes-Hut t-SNE; the repulsion between all N² pairs stays exact, computed a strip of rows
+     at a time in float32.
+  3. the study: 5000 prior samples of the conv VAE, embedded twice (latent vectors and decoded images).
 
     python tsne.py                                  # 5000 prior samples of the trained conv VAE, two maps
     python tsne.py --quick                          # a smoke test: every code path in seconds, into results-quick/
-    python -m pytest tests/test_tsne.py -q          # checks against references
-    python benchmarks/bench_tsne.py                 # speed: N=2000 on CPU, N=10000 on CUDA
-    python benchmarks/bench_tsne.py --quality       # trustworthiness and 10-NN accuracy on 5000 MNIST digits
+    python -m pytest tests/test_tsne.py -q          # checks against the reference
+    python benchmarks/bench_tsne.py --compare       # speed and quality beside scikit-learn, on MNIST digits
 
     import tsne
     Y, kl = tsne.tsne(X)                            # X: (N, D) on any device -> Y: (N, 2) on the same device
@@ -20,198 +23,326 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from classifier import classify, load_classifier
-from conv_vae import load_conv_vae
 from bookkeeping import (cli, device_name, file_digest, make_parser, outputs_complete, parse, positive_float,
                          positive_int, save_figure, save_json, start)
+from classifier import classify, load_classifier
+from conv_vae import load_conv_vae
 from vae import figure_title
 
 # ---------------------------------------------------------------------------------------------------------------
-# defaults
+# constants
 
-PCA_INIT_STD = 1e-4  # each column of the PCA initialisation gets this standard deviation
-CPU_BUDGET = 16 * 2**20  # bytes of temporaries per chunk of rows on the CPU: chunks that stay in cache run faster
-CUDA_BUDGET_FRACTION = 0.5  # share of the free GPU memory the temporaries may use
+# the study (Part 4)
+N_SAMPLES = 5000      # prior samples z ~ N(0, I) to decode, classify and embed; --quick uses QUICK_SAMPLES
+QUICK_SAMPLES = 300
+PERPLEXITY = 30.0     # van der Maaten & Hinton (2008): "typical values are between 5 and 50"; scikit-learn's default
+N_ITER = 1000         # scikit-learn's and bhtsne's default; --quick uses QUICK_ITER
+QUICK_ITER = 300
+# z ~ N(0, I) is isotropic, so its principal axes are arbitrary; started from them, the map of 5000 prior samples
+# shrank to a line during early exaggeration (KL 4.43, against 3.41 from a random start). Images start from PCA.
+INIT = {"latent": "random", "image": "pca"}
 
+# the affinities P: scikit-learn's binary search (sklearn/manifold/_utils.pyx), as in bhtsne
+PERPLEXITY_TOL = 1e-5    # |H(P_i) − log(perplexity)| at which the search for β_i stops
+BISECTION_STEPS = 100    # at most this many halvings or doublings of β_i
+NEIGHBOURS_PER_PERPLEXITY = 3  # the fast P keeps int(3·perplexity + 1) neighbours, as scikit-learn's Barnes-Hut does
 
-def _work_device(device):
-    # Everything runs in float64, which MPS lacks: on a Mac the work runs on the CPU
-    return torch.device("cpu") if device.type == "mps" else device
+# the optimiser: scikit-learn's TSNE (sklearn/manifold/_t_sne.py; its exact and Barnes-Hut methods share it).
+# bhtsne (van der Maaten, 2014) uses the same exaggeration, momenta and stage length, with η = 200 and no early
+# stop; van der Maaten's original tsne.py exaggerates by 4 for 100 iterations, with η = 500 and the momentum
+# switched at iteration 20.
+EARLY_EXAGGERATION = 12.0  # α: P is multiplied by it during the first stage
+EXAGGERATION_ITERS = 250   # length of the first stage (scikit-learn's _EXPLORATION_MAX_ITER)
+MOMENTUM = (0.5, 0.8)      # first stage, second stage
+PATIENCE = (250, 300)      # a stage ends after this many iterations without a lower KL (n_iter_without_progress)
+MIN_GRAD_NORM = 1e-7       # ... or once |gains ⊙ ∇C| is below this (min_grad_norm)
+CHECK_EVERY = 50           # the KL and the gradient norm are looked at every 50 iterations (_N_ITER_CHECK)
+MIN_GAIN = 0.01            # per-coordinate gains never fall below this
+INIT_STD = 1e-4            # the start: PCA scaled so that its first column has this std, or N(0, INIT_STD²)
 
-
-def _rows_per_chunk(n, bytes_per_row, device, chunk_size=None):
-    """How many rows of an N-column computation fit in the memory budget (chunk_size overrides)."""
-    if chunk_size is not None:
-        return max(1, min(n, int(chunk_size)))
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        # memory that PyTorch's allocator holds but does not use is free for us too
-        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        budget = CUDA_BUDGET_FRACTION * free
-    else:
-        budget = CPU_BUDGET   # MPS work runs on the CPU (see _work_device)
-    rows = min(n, int(budget // bytes_per_row))
-    # a multiple of 16 rows keeps every chunk 64-byte aligned, so chunking does not change a single bit on the CPU
-    return rows if rows == n or rows < 16 else rows - rows % 16
+# the fast path's working memory: one strip of rows × N columns per buffer
+STRIP_ELEMENTS = {"cpu": 2**19, "cuda": 2**26}   # a strip stays in the CPU's L3 cache; on a GPU, few large kernels
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# data space: distances, perplexity calibration, joint affinities P
+# 1. the textbook algorithm
+
+
+def reference_affinities(X, perplexity=PERPLEXITY):
+    """The joint affinities P (N, N) of X (N, D), float64: p_{j|i} by bisection on β_i, one row at a time."""
+    X = X.double()
+    N = len(X)
+    # d_ij = |x_i − x_j|²
+    D = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    P = torch.zeros(N, N, dtype=torch.float64, device=X.device)
+    for i in range(N):
+        d = torch.cat([D[i, :i], D[i, i + 1:]])  # j ≠ i
+        d = d - d.min()  # the same p_{j|i} for any shift of d; exp(−β d) no longer underflows
+        beta, lo, hi = 1.0, 0.0, math.inf
+        for _ in range(BISECTION_STEPS):
+            # p_{j|i} = exp(−β_i d_ij) / Σ_{k≠i} exp(−β_i d_ik)
+            p = torch.exp(-beta * d)
+            p = p / p.sum()
+            # H(P_i) = −Σ_j p_{j|i} log p_{j|i}, and perplexity(P_i) = e^H
+            H = -torch.xlogy(p, p).sum().item()
+            if abs(H - math.log(perplexity)) <= PERPLEXITY_TOL:
+                break
+            # H too high: the Gaussian is too wide, so raise β (double it until the other bound is known)
+            if H > math.log(perplexity):
+                lo, beta = beta, 2 * beta if hi == math.inf else (beta + hi) / 2
+            else:
+                hi, beta = beta, (beta + lo) / 2
+        P[i, :i], P[i, i + 1:] = p[:i], p[i:]
+    # p_ij = (p_{j|i} + p_{i|j}) / 2N
+    return (P + P.T) / (2 * N)
+
+
+def reference_objective(P, Y, exaggeration=1.0):
+    """(∂C/∂Y (N, 2) with P multiplied by α = exaggeration, KL(P || Q)), from full N×N matrices."""
+    diff = Y[:, None, :] - Y[None, :, :]  # (N, N, 2): y_i − y_j
+    # w_ij = (1 + |y_i − y_j|²)⁻¹, the Student-t kernel with one degree of freedom; no self-pairs
+    W = 1 / (1 + (diff ** 2).sum(-1))
+    W.fill_diagonal_(0)
+    # q_ij = w_ij / Σ_{k≠l} w_kl
+    Q = W / W.sum()
+    # ∂C/∂y_i = 4 Σ_j (α p_ij − q_ij) w_ij (y_i − y_j)
+    grad = 4 * (((exaggeration * P - Q) * W)[:, :, None] * diff).sum(1)
+    # KL(P || Q) = Σ_{i≠j} p_ij log(p_ij / q_ij)
+    kl = (torch.xlogy(P, P) - torch.xlogy(P, Q)).sum().item()
+    return grad, kl
+
+
+def descend(objective, Y, n_iter=N_ITER, stop_early=True, centre=True, verbose=False):
+    """scikit-learn's t-SNE optimiser: gradient descent with momentum and per-coordinate gains (Jacobs, 1988) in two
+    stages, early exaggeration then the plain cost, each starting from zero update and unit gains.
+
+    objective(Y, α, with_kl) -> (∂C/∂Y with P multiplied by α, KL(P || Q) as a float or None). Every CHECK_EVERY
+    iterations a stage may end: when KL has not improved for its patience, or when |gains ⊙ ∇C| < MIN_GRAD_NORM
+    (scikit-learn compares the KL of αP, α·KL + α log α: the same order). Unlike scikit-learn, the map is centred
+    after every step, as bhtsne does; the cost ignores the origin, so only the float32 digits this saves differ.
+    """
+    N = len(Y)
+    # η = max(N / α / 4, 50), scikit-learn's learning_rate="auto" (Belkina et al., 2019)
+    lr = max(N / EARLY_EXAGGERATION / 4, 50.0)
+    stages = [(EARLY_EXAGGERATION, MOMENTUM[0], min(EXAGGERATION_ITERS, n_iter), PATIENCE[0]),
+              (1.0, MOMENTUM[1], n_iter, PATIENCE[1])]
+    it = 0
+    for stage, (exaggeration, momentum, end, patience) in enumerate(stages, 1):
+        update, gains = torch.zeros_like(Y), torch.ones_like(Y)
+        best_kl, best_it = math.inf, it
+        while it < end:
+            check = (it + 1) % CHECK_EVERY == 0
+            grad, kl = objective(Y, exaggeration, check)
+            # gains: +0.2 where the gradient's sign is opposite to the last update's, ×0.8 elsewhere. (The product of
+            # the signs, as grad · update underflows in float32 once the map is about 1e-20 wide.)
+            gains = torch.where(grad.sign() * update.sign() < 0, gains + 0.2, gains * 0.8).clamp_(min=MIN_GAIN)
+            # Δ ← μ Δ − η gains ⊙ ∂C/∂Y,   Y ← Y + Δ
+            update = momentum * update - lr * gains * grad
+            Y = Y + update
+            if centre:
+                # the gains move the mean; uncentred, a map that shrinks (see the tests) would lose its float32 digits
+                Y = Y - Y.mean(0)
+            it += 1
+            if not check:
+                continue
+            grad_norm = torch.linalg.vector_norm(gains * grad).item()
+            if verbose:
+                print(f"stage {stage}, iteration {it:4d}: KL {kl:.4f}, |gains ⊙ ∇C| {grad_norm:.2e}")
+            if not stop_early:
+                continue
+            if kl < best_kl:
+                best_kl, best_it = kl, it
+            elif it - best_it > patience:
+                break
+            if grad_norm <= MIN_GRAD_NORM:
+                break
+    return Y
+
+
+def tsne_reference(X, Y, perplexity=PERPLEXITY, n_iter=N_ITER, P=None, stop_early=True):
+    """Exact t-SNE of X (N, D) from the start Y (N, 2), in float64. P (N, N), if given, replaces the affinities of
+    X (X is then not used). Returns (Y, KL(P || Q), P)."""
+    P = (reference_affinities(X, perplexity) if P is None else P).double()
+    objective = lambda Y, exaggeration, with_kl: reference_objective(P, Y, exaggeration)  # noqa: E731
+    Y = descend(objective, Y.to(P.device, torch.float64), n_iter, stop_early)
+    return Y, reference_objective(P, Y)[1], P
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. the fast path: the affinities
 
 
 def pairwise_sq_dists(X, Y=None):
-    """Squared Euclidean distances between the rows of X (B, D) and of Y (N, D), default Y = X -> (B, N)."""
+    """Squared Euclidean distances between the rows of X (B, D) and of Y (N, D), default Y = X -> (B, N).
+    For data, in float64: |x − y|² = |x|² + |y|² − 2 x·y loses digits in float32 when |x| ≫ |x − y|."""
     Y = X if Y is None else Y
-    # |x - y|² = |x|² + |y|² - 2 x·y
+    # |x − y|² = |x|² + |y|² − 2 x·y
     D = torch.addmm((Y * Y).sum(1)[None, :], X, Y.T, alpha=-2.0)
     D.add_((X * X).sum(1)[:, None])
     # rounding can make tiny distances negative
     return D.clamp_(min=0.0)
 
 
-def conditional_affinities(D, perplexity, tol=1e-5, max_iter=200, offset=0):
-    """Row-stochastic p_{j|i} with perplexity exp(H(P_i)) = perplexity for every row, found by bisection on β_i.
-
-    D: (B, N) squared distances of points offset..offset+B-1 to all N points (so column offset+i is row i itself,
-    excluded: p_{i|i} = 0). All rows are bisected at once, in float64. Returns (P (B, N) float64, beta (B,)).
-    """
-    D = D.to(torch.float64, copy=True)
-    B, N = D.shape
-    rows = torch.arange(B, device=D.device)
-    # shift each row by its nearest neighbour's distance: P_i and H(P_i) do not change, exp() no longer underflows
-    D[rows, rows + offset] = math.inf
-    D.sub_(D.min(1, keepdim=True).values)
-    D[rows, rows + offset] = 0.0
-    target = math.log(perplexity)  # natural log, so perplexity = exp(H)
-
-    beta = torch.ones(B, 1, dtype=torch.float64, device=D.device)
-    lo = torch.zeros_like(beta)
-    hi = torch.full_like(beta, math.inf)
-    P = torch.empty_like(D)
-    DP = torch.empty_like(D)
-    for _ in range(max_iter):
-        # p_{j|i} ∝ exp(-β_i d_ij),  j ≠ i
-        torch.mul(D, -beta, out=P).exp_()
-        P.diagonal(offset).zero_()
-        sum_p = P.sum(1, keepdim=True)
-        # H(P_i) = -Σ_j p_{j|i} log p_{j|i} = log Σ_j e^{-β d_ij} + β Σ_j d_ij p_{j|i}
-        H = sum_p.log() + beta * torch.mul(D, P, out=DP).sum(1, keepdim=True) / sum_p
-        diff = H - target
-        done = diff.abs() <= tol
+def conditional_affinities(D, perplexity):
+    """p_{j|i} for every row of D (N, m), the squared distances from point i to m candidates j (inf where j = i),
+    with perplexity e^H(P_i) = perplexity: the reference's bisection on β_i, for all rows at once, in float64.
+    Returns (P (N, m) float64, β (N,))."""
+    D = D.double()
+    D = D - D.min(1, keepdim=True).values  # the same p_{j|i} for any shift of row i; exp() no longer underflows
+    target = math.log(perplexity)
+    beta = torch.ones(len(D), 1, dtype=torch.float64, device=D.device)
+    lo, hi = torch.zeros_like(beta), torch.full_like(beta, math.inf)
+    for _ in range(BISECTION_STEPS):
+        # p_{j|i} = exp(−β_i d_ij) / Σ_j exp(−β_i d_ij)
+        E = torch.exp(-beta * D)
+        sum_e = E.sum(1, keepdim=True)
+        P = E / sum_e
+        # H(P_i) = −Σ_j p_{j|i} log p_{j|i} = log Σ_j e^{−β d_ij} + β Σ_j d_ij p_{j|i}
+        H = sum_e.log() + beta * torch.where(P > 0, D * P, 0.0).sum(1, keepdim=True)
+        done = (H - target).abs() <= PERPLEXITY_TOL
         if bool(done.all()):
             break
-        # entropy too high means the Gaussian is too wide: raise β (double until bracketed, then bisect)
-        too_wide = diff > 0
-        lo = torch.where(too_wide, beta, lo)
-        hi = torch.where(too_wide, hi, beta)
-        new_beta = torch.where(hi.isinf(), 2.0 * beta, 0.5 * (lo + hi))
-        beta = torch.where(done, beta, new_beta)
-    P.div_(sum_p)
+        # too wide (H too high): raise β, doubling until bracketed; too narrow: lower it; then bisect
+        wide = H > target
+        lo, hi = torch.where(wide & ~done, beta, lo), torch.where(~wide & ~done, beta, hi)
+        beta = torch.where(done, beta, torch.where(wide, torch.where(hi.isinf(), 2 * beta, (beta + hi) / 2),
+                                                   (beta + lo) / 2))
     return P, beta.squeeze(1)
 
 
-def joint_affinities(X, perplexity, chunk_size=None):
-    """Symmetric joint affinities p_ij = (p_{j|i} + p_{i|j}) / 2N, summing to 1, as (N, N) float64 on X's device
-    (on the CPU for MPS).
-
-    The bisection runs in float64 on chunks of rows; only P itself is kept as a full N×N matrix.
-    """
-    N = X.shape[0]
-    work = _work_device(X.device)
-    X64 = X.detach().to(work, torch.float64)
-    # per row: D, P and D⊙P in the bisection, plus the copy made by .to(float64), all float64
-    rows = _rows_per_chunk(N, 4 * 8 * N, work, chunk_size)
-    P = torch.empty(N, N, dtype=torch.float64, device=work)
+def nearest_neighbours(X, k, rows=None):
+    """The k nearest other points of each row of X (N, D), exactly: (squared distances (N, k), indices (N, k))."""
+    X = X.double()
+    N = len(X)
+    rows = rows or max(1, STRIP_ELEMENTS["cpu"] // N)
+    dists, index = [], []
     for r0 in range(0, N, rows):
-        r1 = min(N, r0 + rows)
-        P_cond, _ = conditional_affinities(pairwise_sq_dists(X64[r0:r1], X64), perplexity, offset=r0)
-        P[r0:r1] = P_cond
+        D = pairwise_sq_dists(X[r0:r0 + rows], X)  # (b, N)
+        D.diagonal(r0).fill_(math.inf)  # a point is not its own neighbour
+        d, j = D.topk(k, dim=1, largest=False)
+        dists.append(d)
+        index.append(j)
+    return torch.cat(dists), torch.cat(index)
 
-    # p_ij = (p_{j|i} + p_{i|j}) / 2N, symmetrised block by block in place so no second N×N matrix is needed
-    for a0 in range(0, N, rows):
-        a = slice(a0, min(N, a0 + rows))
-        for b0 in range(a0, N, rows):
-            b = slice(b0, min(N, b0 + rows))
-            S = P[a, b] + P[b, a].T
-            P[a, b] = S
-            P[b, a] = S.T
-    P.div_(2 * N)
-    return P
+
+def neighbour_affinities(X, perplexity, k):
+    """The fast path's P: for each point i its k nearest neighbours j (nbr (N, k)) and a_ij = p_{j|i} / 2N (N, k)
+    float32, with p_{j|i} found among the neighbours only. The joint p_ij = a_ij + a_ji (zero outside the lists)."""
+    D, nbr = nearest_neighbours(X, k)
+    P, _ = conditional_affinities(D, perplexity)
+    return nbr, (P / (2 * len(X))).float()
+
+
+def joint_affinities(X, perplexity, neighbours=None):
+    """Symmetric joint affinities p_ij = (p_{j|i} + p_{i|j}) / 2N of X (N, D), summing to 1, float32 on X's device:
+    exact, (N, N) dense, when neighbours is None; else over the `neighbours` nearest, as a sparse (N, N) tensor."""
+    if neighbours is None:
+        D = pairwise_sq_dists(X.double())
+        D.fill_diagonal_(math.inf)
+        P, _ = conditional_affinities(D, perplexity)
+        # p_ij = (p_{j|i} + p_{i|j}) / 2N
+        return ((P + P.T) / (2 * len(X))).float()
+    return sparse_joint(*neighbour_affinities(X, perplexity, neighbours))
+
+
+def sparse_joint(nbr, a):
+    """The neighbour lists' P as a sparse (N, N) tensor: p_ij = a_ij + a_ji."""
+    N, k = nbr.shape
+    rows = torch.arange(N, device=nbr.device).repeat_interleave(k)
+    A = torch.sparse_coo_tensor(torch.stack([rows, nbr.flatten()]), a.flatten(), (N, N), check_invariants=False)
+    return (A + A.t()).coalesce()
+
+
+def default_neighbours(n, perplexity):
+    # scikit-learn's Barnes-Hut: min(N − 1, int(3·perplexity + 1)) neighbours
+    return min(n - 1, int(NEIGHBOURS_PER_PERPLEXITY * perplexity + 1))
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# embedding space: Student-t Q, the cost KL(P || Q) and its gradient
+# 2. the fast path: the gradient
 
 
-def kl_and_grad(P, Y, exaggeration=1.0, chunk_size=None, with_kl=True, workspace=None):
-    """KL(P || Q) and its analytic gradient dC/dY for the embedding Y (N, 2).
+def attraction(nbr, a, Yt, with_kl=False):
+    """Σ_j p_ij w_ij (y_i − y_j) for every i -> (2, N), with p_ij = a_ij + a_ji over the neighbour lists; and, if
+    with_kl, Σ_{i≠j} p_ij log w_ij. Yt: the map transposed, (2, N) float32."""
+    N, k = nbr.shape
+    j = nbr.flatten()
+    d = Yt[:, :, None] - Yt.index_select(1, j).view(2, N, k)  # (2, N, k): y_i − y_j for j in i's list
+    # w_ij = (1 + |y_i − y_j|²)⁻¹
+    w = 1 / (1 + (d * d).sum(0))  # (N, k)
+    f = a * w * d  # (2, N, k)
+    # p_ij = a_ij + a_ji: each listed pair pulls i towards j by f and j towards i by −f
+    force = f.sum(2) - torch.zeros_like(Yt).index_add_(1, j, f.view(2, -1))
+    # Σ_{i≠j} p_ij log w_ij = 2 Σ_{listed i→j} a_ij log w_ij, as w_ij = w_ji
+    return force, (2 * (a * w.log()).sum().double() if with_kl else None)
 
-    The gradient uses exaggeration * P (early exaggeration); the KL is always that of P itself. Returns (kl, grad):
-    kl a 0-dim tensor (None when with_kl=False, which avoids the extra passes), grad (N, 2). Rows are processed in
-    chunks when the N×N temporaries would not fit; `workspace` is a dict that keeps the buffers between calls.
+
+def gradient(P, Y, exaggeration=1.0, buffers=None, with_kl=False):
+    """∂C/∂Y (N, 2) float32 for the map Y, with P multiplied by α = exaggeration; and, if with_kl, Σ p_ij log q_ij
+    (else None). P is dense (N, N), or the neighbour lists (nbr, a) of `neighbour_affinities`.
+
+    The repulsion runs over all pairs, in float32, a strip of rows at a time. It uses explicit differences
+    y_i − y_j, so the result is exact to float32 rounding, and each pair once: w_ij = w_ji, and the force of a pair
+    on j is minus its force on i. buffers: two float32 tensors of 2·rows·N elements.
     """
-    N = Y.shape[0]
-    ws = {} if workspace is None else workspace
-    rows = _rows_per_chunk(N, 2 * N * Y.element_size(), Y.device, chunk_size)
-    if ws.get("key") != (rows, N, Y.dtype, Y.device):
-        # two separate (rows, N) buffers, so both start aligned and every chunk runs the same kernels
-        ws["key"] = (rows, N, Y.dtype, Y.device)
-        ws["pw"] = torch.empty(rows, N, dtype=Y.dtype, device=Y.device)  # p_ij w_ij
-        ws["w"] = torch.empty(rows, N, dtype=Y.dtype, device=Y.device)  # w_ij, squared in place once used
-
-    # distances ignore the origin; centring keeps |y|² small, so |y_i|² + |y_j|² - 2 y_i·y_j stays accurate
-    Y = Y - Y.mean(0)
-    sq = (Y * Y).sum(1, keepdim=True)
-    ones = torch.ones_like(sq)
-    # 1 + |y_i - y_j|² = [y_i, |y_i|², 1] · [-2 y_j, 1, 1 + |y_j|²], one (N, 4) @ (4, N) product
-    left = torch.cat([Y, sq, ones], 1)  # (N, 4)
-    right = torch.cat([-2.0 * Y, ones, sq + 1.0], 1)  # (N, 4)
-    # [y_j, 1]: a product with it gives Σ_j m_ij y_j and Σ_j m_ij at once
-    Y1 = torch.cat([Y, ones], 1).T.contiguous()  # (3, N), used transposed: the faster layout on the CPU
-    attract = torch.empty(N, 3, dtype=Y.dtype, device=Y.device)  # Σ_j p_ij w_ij [y_j, 1]
-    repel = torch.empty(N, 3, dtype=Y.dtype, device=Y.device)  # Σ_j w_ij² [y_j, 1]
-    w_rows = torch.empty(N, dtype=Y.dtype, device=Y.device)  # Σ_j w_ij
-    cross = torch.zeros((), dtype=Y.dtype, device=Y.device)
+    N = len(Y)
+    Yt = Y.T.float().contiguous()  # (2, N)
+    if buffers is None:
+        buffers = strip_buffers(N, Y.device)
+    rows = buffers[0].numel() // (2 * N)
+    dense = torch.is_tensor(P)
+    attract = torch.zeros_like(Yt)  # Σ_j p_ij w_ij (y_i − y_j), accumulated strip by strip when P is dense
+    repel = torch.zeros_like(Yt)  # Σ_j w_ij² (y_i − y_j)
+    Z = torch.zeros((), dtype=torch.float64, device=Y.device)
+    p_log_w = torch.zeros((), dtype=torch.float64, device=Y.device)
     for r0 in range(0, N, rows):
+        # the strip: rows i in [r0, r1), columns j ≥ r0. Pairs with j ≥ r1 count for i and for j; pairs inside
+        # [r0, r1) appear twice, (i, j) and (j, i), and count for their row only.
         r1 = min(N, r0 + rows)
-        b = r1 - r0
-        pw, w = ws["pw"][:b], ws["w"][:b]
-        # w_ij = (1 + |y_i - y_j|²)^-1, Student-t with one degree of freedom; w_ii = 0 (no self-pairs)
-        torch.mm(left[r0:r1], right.T, out=w).reciprocal_()  # (b, N)
-        w.diagonal(r0).zero_()
-        torch.sum(w, 1, out=w_rows[r0:r1])
-        torch.mul(P[r0:r1], w, out=pw)
-        if with_kl:
-            # Σ p log q = Σ p log w - (Σ p) log Z;  the log Z part is added after the loop
-            cross += torch.xlogy(P[r0:r1], w).sum()
+        b, M = r1 - r0, N - r0
+        d = buffers[0][:2 * b * M].view(2, b, M)
+        w = buffers[1][:b * M].view(b, M)
+        torch.sub(Yt[:, r0:r1, None], Yt[:, None, r0:], out=d)  # (2, b, M): y_i − y_j
+        # w_ij = (1 + |y_i − y_j|²)⁻¹; w_ii = 0, no self-pairs
+        torch.mul(d[0], d[0], out=w).addcmul_(d[1], d[1]).add_(1).reciprocal_()
+        w.diagonal().zero_()
+        # Z = Σ_{k≠l} w_kl
+        Z += w.sum() + w[:, b:].sum()
+        if dense:
+            f = P[r0:r1, r0:] * w * d  # (2, b, M): p_ij w_ij (y_i − y_j)
+            attract[:, r0:r1] += f.sum(2)
+            attract[:, r1:] -= f[:, :, b:].sum(1)
+            if with_kl:
+                p_log_w += torch.xlogy(P[r0:r1, r0:], w).sum() + torch.xlogy(P[r0:r1, r1:], w[:, b:]).sum()
         w.square_()
-        torch.mm(pw, Y1.T, out=attract[r0:r1])  # (b, 3)
-        torch.mm(w, Y1.T, out=repel[r0:r1])  # (b, 3)
-    # Z = Σ_{k≠l} w_kl, so that q_ij = w_ij / Z; summed from the row sums, the same way whatever the chunking
-    Z = w_rows.sum()
+        f = d.mul_(w)  # (2, b, M): w_ij² (y_i − y_j)
+        repel[:, r0:r1] += f.sum(2)
+        repel[:, r1:] -= f[:, :, b:].sum(1)
+    if not dense:
+        attract, p_log_w = attraction(*P, Yt, with_kl)
+    # ∂C/∂y_i = 4 Σ_j (α p_ij − q_ij) w_ij (y_i − y_j) = 4α Σ_j p_ij w_ij (y_i − y_j) − 4/Z Σ_j w_ij² (y_i − y_j)
+    grad = 4 * exaggeration * attract - (4 / Z.float()) * repel
+    # Σ p_ij log q_ij = Σ p_ij log w_ij − log Z   (Σ p_ij = 1)
+    return grad.T, ((p_log_w - Z.log()).item() if with_kl else None)
 
-    # dC/dy_i = 4 Σ_j (α p_ij - q_ij) w_ij (y_i - y_j),  α = exaggeration (1 after the first iterations)
-    #         = 4α [ (Σ_j p_ij w_ij) y_i - Σ_j p_ij w_ij y_j ] - 4/Z [ (Σ_j w_ij²) y_i - Σ_j w_ij² y_j ]
-    grad = (attract[:, 2:] * Y - attract[:, :2]).mul_(4.0 * exaggeration)
-    grad.sub_((repel[:, 2:] * Y - repel[:, :2]).mul_(4.0).div_(Z))
 
-    kl = None
-    if with_kl:
-        # KL(P || Q) = Σ p_ij log p_ij - Σ p_ij log q_ij
-        kl = torch.xlogy(P, P).sum() - cross + P.sum() * Z.log()
-    return kl, grad
+def strip_buffers(n, device):
+    """Two float32 buffers for `gradient`'s strips, allocated once per run: fresh ones every strip cost page
+    faults."""
+    rows = max(1, min(n, STRIP_ELEMENTS["cuda" if device.type == "cuda" else "cpu"] // n))
+    return [torch.empty(2 * rows * n, dtype=torch.float32, device=device) for _ in range(2)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the optimisation
+# 2. the fast path: the whole run
 
 
 def pca(X, n_components=2):
-    """Projection of X (N, D) onto its top principal axes, in float64 on X's (work) device -> (N, n_components).
+    """Projection of X (N, D) onto its top principal axes, in float64 (on the CPU for MPS) -> (N, n_components).
 
     Each axis's sign is fixed so that its largest-magnitude loading is positive, which makes the result unique.
     """
-    X64 = X.detach().to(_work_device(X.device), torch.float64)
+    X64 = X.detach().to("cpu" if X.device.type == "mps" else X.device, torch.float64)
     Xc = X64 - X64.mean(0)
     # principal axes = eigenvectors of the scatter matrix XᵀX with the largest eigenvalues (eigh sorts ascending)
     _, vecs = torch.linalg.eigh(Xc.T @ Xc)
@@ -221,77 +352,62 @@ def pca(X, n_components=2):
     return Xc @ V
 
 
-def tsne(
-    X,
-    perplexity=30.0,
-    n_iter=1000,
-    seed=0,
-    early_exaggeration=12.0,
-    exaggeration_iters=250,
-    verbose=False,
-    chunk_size=None,
-    init="pca",
-    learning_rate=None,
-):
-    """Exact t-SNE of X (N, D) on X's device -> (Y (N, 2) float32 on X's device, final KL(P || Q) as a float).
-    The map is optimised in float64: early exaggeration shrinks a map of data without clusters (Gaussian prior
-    samples, say) by some twenty orders of magnitude before it regrows, and in float32 such a map collapsed to a
-    point. On MPS, which has no float64, the work runs on the CPU.
-
-    init="pca" (deterministic) or "random" (N(0, 1e-4²) from `seed`). chunk_size: rows per chunk for the N×N
-    work; by default it is chosen from the memory budget and everything fits in one chunk when it can. On the CPU a
-    multiple of 16 gives bit-for-bit the un-chunked result.
-    learning_rate=None means sklearn's "auto" rule, max(N / early_exaggeration / 4, 50).
-    """
-    start = time.perf_counter()
-    device = _work_device(X.device)
-    N = X.shape[0]
-    P = joint_affinities(X, perplexity, chunk_size)  # (N, N)
-    if verbose:
-        print(f"t-SNE: N={N}, perplexity={perplexity:g}, affinities in {time.perf_counter() - start:.2f}s")
-
+def start_map(X, init="pca", seed=0):
+    """The start of the optimisation (N, 2) float64, as scikit-learn makes it: init="pca" projects X on its two
+    principal axes, scaled so that the first has std INIT_STD (the aspect ratio stays); init="random" draws
+    N(0, INIT_STD²) from `seed`."""
     if init == "pca":
         Y = pca(X, 2)
-        Y = Y / Y.std(0) * PCA_INIT_STD
-    elif init == "random":
+        return Y / Y[:, 0].std() * INIT_STD
+    if init == "random":
         generator = torch.Generator().manual_seed(seed)
-        Y = PCA_INIT_STD * torch.randn(N, 2, generator=generator, dtype=torch.float64)
-    else:
-        raise ValueError(f"init must be 'pca' or 'random', not {init!r}")
-    Y = Y.to(device, P.dtype)
+        return INIT_STD * torch.randn(len(X), 2, generator=generator, dtype=torch.float64)
+    raise ValueError(f"init must be 'pca' or 'random', not {init!r}")
 
-    # sklearn's learning_rate="auto"; the factor 4 of the gradient is kept in the gradient
-    lr = max(N / early_exaggeration / 4.0, 50.0) if learning_rate is None else learning_rate
-    update = torch.zeros_like(Y)
-    gains = torch.ones_like(Y)
-    workspace = {}
-    # fix the chunking once: free memory changes as buffers are allocated, and the result must not
-    rows = _rows_per_chunk(N, 2 * N * Y.element_size(), device, chunk_size)
-    for it in range(n_iter):
-        exploring = it < exaggeration_iters
-        report = verbose and ((it + 1) % 50 == 0 or it == n_iter - 1)
-        kl, grad = kl_and_grad(
-            P,
-            Y,
-            exaggeration=early_exaggeration if exploring else 1.0,
-            chunk_size=rows,
-            with_kl=report,
-            workspace=workspace,
-        )
-        # gains (delta-bar-delta): grow where the gradient opposes the last step, shrink where it agrees
-        flipped = (grad * update) < 0
-        gains = torch.where(flipped, gains + 0.2, gains * 0.8).clamp_(min=0.01)
-        momentum = 0.5 if exploring else 0.8
-        update.mul_(momentum).addcmul_(gains, grad, value=-lr)
-        Y.add_(update)
-        if report:
-            print(f"iter {it + 1:5d}  KL {kl.item():.4f}  {time.perf_counter() - start:.2f}s")
-    kl, _ = kl_and_grad(P, Y, chunk_size=rows, workspace=workspace)
-    return Y.to(X.device, torch.float32), kl.item()
+
+def tsne(X, perplexity=PERPLEXITY, n_iter=N_ITER, seed=0, init="pca", exact=False, stop_early=True, centre=True,
+         verbose=False):
+    """t-SNE of X (N, D) on X's device -> (Y (N, 2) float32 on X's device, final KL(P || Q) as a float).
+
+    init: "pca", "random" (from `seed`) or an (N, 2) tensor. exact=True uses the exact P over all pairs (dense,
+    N×N) instead of the nearest neighbours. stop_early=False runs every iteration, ignoring the stopping rules.
+    """
+    t0 = time.perf_counter()
+    N = len(X)
+    original_device = X.device
+    # float64 for the affinities, which MPS lacks: there the work runs on the CPU
+    device = torch.device("cpu") if X.device.type == "mps" else X.device
+    X = X.detach().to(device)
+    if exact:
+        P = joint_affinities(X, perplexity)  # (N, N)
+        p_log_p = torch.xlogy(P, P).sum().item()
+    else:
+        P = neighbour_affinities(X, perplexity, default_neighbours(N, perplexity))  # (nbr, a), each (N, k)
+        p = sparse_joint(*P).values()
+        p_log_p = torch.xlogy(p, p).sum().item()
+    if verbose:
+        print(f"t-SNE of N={N}: P ({'exact' if exact else f'{P[0].shape[1]} neighbours'}) in "
+              f"{time.perf_counter() - t0:.2f} s")
+
+    Y = init.double() if torch.is_tensor(init) else start_map(X, init, seed)
+    Y = Y.to(device, torch.float32)
+    buffers = strip_buffers(N, device)
+
+    def objective(Y, exaggeration, with_kl):
+        grad, p_log_q = gradient(P, Y, exaggeration, buffers, with_kl)
+        return grad.to(Y.dtype), (p_log_p - p_log_q if with_kl else None)
+
+    Y = descend(objective, Y, n_iter, stop_early, centre, verbose)
+    kl = objective(Y, 1.0, True)[1]
+    if verbose:
+        print(f"t-SNE done in {time.perf_counter() - t0:.2f} s, KL {kl:.4f}")
+    return Y.to(original_device), kl
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # quality of an embedding
+
+CHUNK_ELEMENTS = 2**22  # rows × N elements per chunk in the quality measures
 
 
 def trustworthiness(X, Y, k=10, chunk_size=None):
@@ -301,11 +417,10 @@ def trustworthiness(X, Y, k=10, chunk_size=None):
     in Y that are not among its k nearest in X, and r(i, j) is j's rank (1 = nearest) among i's neighbours in X.
     """
     N = X.shape[0]
-    work = _work_device(X.device)
+    work = torch.device("cpu") if X.device.type == "mps" else X.device
     X64 = X.detach().to(work, torch.float64)
     Y64 = Y.detach().to(work, torch.float64)
-    # per row: distances in X and in Y, the (k, N) comparison of ranks, all float64 or bool
-    rows = _rows_per_chunk(N, (3 + k) * 8 * N, work, chunk_size)
+    rows = chunk_size or max(1, CHUNK_ELEMENTS // ((3 + k) * N))
     penalty = torch.zeros((), dtype=torch.float64, device=work)
     for r0 in range(0, N, rows):
         r1 = min(N, r0 + rows)
@@ -325,10 +440,10 @@ def trustworthiness(X, Y, k=10, chunk_size=None):
 def knn_agreement(Z, labels, k=10, chunk_size=None):
     """Mean fraction of each point's k nearest neighbours in Z (itself excluded) that share its label."""
     N = Z.shape[0]
-    work = _work_device(Z.device)
+    work = torch.device("cpu") if Z.device.type == "mps" else Z.device
     Z64 = Z.detach().to(work, torch.float64)
     labels = torch.as_tensor(labels).to(work)
-    rows = _rows_per_chunk(N, 2 * 8 * N, work, chunk_size)
+    rows = chunk_size or max(1, CHUNK_ELEMENTS // (2 * N))
     agree = torch.zeros((), dtype=torch.float64, device=work)
     for r0 in range(0, N, rows):
         r1 = min(N, r0 + rows)
@@ -341,16 +456,7 @@ def knn_agreement(Z, labels, k=10, chunk_size=None):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the study: embed the conv VAE's latent space
-
-N_SAMPLES = 5000     # prior samples z ~ N(0, I) to decode, classify and embed; --quick uses QUICK_SAMPLES
-QUICK_SAMPLES = 300
-PERPLEXITY = 30.0
-N_ITER = 1000        # --quick uses QUICK_ITER
-QUICK_ITER = 300
-# z ~ N(0, I) is isotropic, so its principal axes are arbitrary; started from them, the map of 5000 prior samples
-# shrank to a line during early exaggeration (KL 4.43, against 3.41 from a random start). Images start from PCA.
-INIT = {"latent": "random", "image": "pca"}
+# 3. the study: embed the conv VAE's latent space
 
 
 def plot_embeddings(embeddings, labels, path, title=""):

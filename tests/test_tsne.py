@@ -1,4 +1,5 @@
-"""Checks of tsne.py against references: the same quantity computed another way must agree.
+"""Checks of tsne.py: the textbook `tsne_reference` against autograd and the definitions, then the fast path against
+the reference. The same quantity computed another way must agree.
 
     python -m pytest tests/test_tsne.py -q
 """
@@ -13,11 +14,13 @@ import tsne
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
     ["mps"] if torch.backends.mps.is_available() else []
 )
+F32 = torch.finfo(torch.float32).eps
+TINY = torch.finfo(torch.float32).tiny  # affinities below this underflow in float32
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    # the problems here are tiny; a second thread only adds waits when the machine is busy
+    # the problems here are small; a second thread only adds waits when the machine is busy
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -42,42 +45,19 @@ def swiss_roll(n, seed=0):
     return X3 @ rotation[:3]
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# affinities
-
-
-@pytest.mark.parametrize("perplexity", [5.0, 30.0])
-def test_conditional_affinities_have_the_target_perplexity(perplexity):
-    X = torch.randn(300, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 3
-    D = tsne.pairwise_sq_dists(X)
-    P, beta = tsne.conditional_affinities(D, perplexity)
-    assert P.dtype == torch.float64 and P.shape == (300, 300)
-    assert torch.all(P.diagonal() == 0)
-    assert torch.allclose(P.sum(1), torch.ones(300, dtype=torch.float64))
-    # H(P_i) = -Σ_j p_j|i log p_j|i, perplexity = exp(H)
-    H = -(P * torch.where(P > 0, P.log(), torch.zeros_like(P))).sum(1)
-    assert torch.all((H.exp() - perplexity).abs() < 1e-3)
-    # and P really is the Gaussian exp(-β_i d_ij) / Σ_k exp(-β_i d_ik) for the returned β_i
-    D_ref = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1).fill_diagonal_(math.inf)
-    E = torch.exp(-beta[:, None] * D_ref)
-    assert torch.allclose(P, E / E.sum(1, keepdim=True), atol=1e-9)
-
-
-def test_joint_affinities_are_symmetrised_conditionals():
-    X = torch.randn(120, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    P = tsne.joint_affinities(X, 10.0)
-    P_cond, _ = tsne.conditional_affinities(tsne.pairwise_sq_dists(X), 10.0)
-    assert torch.allclose(P.double(), (P_cond + P_cond.T) / (2 * 120), atol=1e-9)
-    assert torch.equal(P, P.T)
-    assert abs(P.sum().item() - 1) < 1e-5
+def spread_map(n, scale, seed=9):
+    """A map of n points in 10 clusters of size `scale`/10, `scale` apart: where float32 shortcuts lose digits."""
+    g = torch.Generator().manual_seed(seed)
+    centres = scale * torch.randn(10, 2, generator=g, dtype=torch.float64)
+    return centres[torch.arange(n) % 10] + scale / 10 * torch.randn(n, 2, generator=g, dtype=torch.float64)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the cost and its gradient
+# the reference against the definitions
 
 
-def kl_reference(P, Y, exaggeration=1.0):
-    """KL(P || Q) from the definitions, plus the cost whose gradient is the exaggerated t-SNE gradient."""
+def kl_definition(P, Y, exaggeration=1.0):
+    """KL(P || Q) from the definitions, plus a cost whose gradient is the exaggerated t-SNE gradient."""
     N = len(Y)
     off = ~torch.eye(N, dtype=torch.bool)
     w = 1 / (1 + ((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1))
@@ -89,22 +69,236 @@ def kl_reference(P, Y, exaggeration=1.0):
     return kl, exaggerated
 
 
-@pytest.mark.parametrize("chunk_size", [None, 7])
-@pytest.mark.parametrize("exaggeration", [1.0, 12.0])
-def test_analytic_gradient_matches_autograd(chunk_size, exaggeration):
-    g = torch.Generator().manual_seed(3)
-    N = 30
+def random_P(N, seed=3):
+    g = torch.Generator().manual_seed(seed)
     A = torch.rand(N, N, generator=g, dtype=torch.float64) ** 4
     P = A + A.T
     P.fill_diagonal_(0)
-    P /= P.sum()
-    Y = torch.randn(N, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    return P / P.sum()
 
-    kl_ref, cost = kl_reference(P, Y, exaggeration)
-    (grad_ref,) = torch.autograd.grad(cost, Y)
-    kl, grad = tsne.kl_and_grad(P, Y.detach(), exaggeration=exaggeration, chunk_size=chunk_size)
-    assert torch.allclose(kl, kl_ref, rtol=1e-10)
-    assert torch.allclose(grad, grad_ref, rtol=1e-8, atol=1e-12)
+
+@pytest.mark.parametrize("exaggeration", [1.0, 12.0])
+def test_reference_gradient_matches_autograd(exaggeration):
+    P = random_P(30)
+    Y = torch.randn(30, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64, requires_grad=True)
+    kl_ref, cost = kl_definition(P, Y, exaggeration)
+    (grad_autograd,) = torch.autograd.grad(cost, Y)
+    grad, kl = tsne.reference_objective(P, Y.detach(), exaggeration)
+    assert abs(kl - kl_ref.item()) < 1e-12
+    assert torch.allclose(grad, grad_autograd, rtol=1e-10, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the fast path's affinities
+
+
+@pytest.mark.parametrize("perplexity", [5.0, 30.0])
+def test_conditional_affinities_have_the_target_perplexity(perplexity):
+    X = torch.randn(300, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 3
+    D = tsne.pairwise_sq_dists(X).fill_diagonal_(math.inf)
+    P, beta = tsne.conditional_affinities(D, perplexity)
+    assert P.dtype == torch.float64 and P.shape == (300, 300)
+    assert torch.all(P.diagonal() == 0)
+    assert torch.allclose(P.sum(1), torch.ones(300, dtype=torch.float64))
+    # H(P_i) = -Σ_j p_j|i log p_j|i, perplexity = exp(H)
+    H = -torch.xlogy(P, P).sum(1)
+    assert torch.all((H - math.log(perplexity)).abs() <= tsne.PERPLEXITY_TOL)
+    # and P really is the Gaussian exp(-β_i d_ij) / Σ_k exp(-β_i d_ik) for the returned β_i
+    D_ref = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1).fill_diagonal_(math.inf)
+    E = torch.exp(-beta[:, None] * D_ref)
+    assert torch.allclose(P, E / E.sum(1, keepdim=True), atol=1e-9)
+
+
+def test_fast_P_is_the_reference_P():
+    """The exact P of the fast path equals the reference's, to float32 rounding (it is stored in float32)."""
+    X, _ = gaussian_clusters(n_per=60, seed=2)
+    P_ref = tsne.reference_affinities(X, 30.0)
+    assert torch.equal(P_ref, P_ref.T) and abs(P_ref.sum().item() - 1) < 1e-12 and torch.all(P_ref.diagonal() == 0)
+    P = tsne.joint_affinities(X, 30.0)
+    assert P.dtype == torch.float32
+    assert torch.allclose(P.double(), P_ref, rtol=4 * F32, atol=TINY)
+
+
+def test_sparse_P_is_the_symmetrised_neighbour_P():
+    X, _ = gaussian_clusters(n_per=40, seed=5)
+    N, k = 200, 31
+    P = tsne.joint_affinities(X, 10.0, neighbours=k)
+    assert P.is_sparse and abs(P.values().sum().item() - 1) < 1e-5
+    # the k nearest neighbours by brute force, and the bisection on their distances only
+    D = ((X[:, None].double() - X[None].double()) ** 2).sum(-1).fill_diagonal_(math.inf)
+    d, nbr = D.topk(k, largest=False)
+    C, _ = tsne.conditional_affinities(d, 10.0)
+    dense = torch.zeros(N, N, dtype=torch.float64).scatter_(1, nbr, C)
+    expected = (dense + dense.T) / (2 * N)
+    assert torch.allclose(P.to_dense().double(), expected, rtol=4 * F32, atol=TINY)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the fast path's gradient and KL against the reference's
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 30.0])
+@pytest.mark.parametrize("exaggeration", [1.0, 12.0])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fast_gradient_matches_reference(sparse, exaggeration, scale):
+    """Float32 rounding only, at every map scale: the start (1e-6), mid-run (1) and a wide final map (30), where
+    |y_i|² + |y_j|² − 2 y_i·y_j would have lost three digits. Strips of 16 rows exercise the pair bookkeeping."""
+    X, _ = gaussian_clusters(n_per=30, seed=6)
+    N = len(X)
+    if sparse:
+        P = tsne.neighbour_affinities(X, 10.0, 31)
+        P_dense = tsne.sparse_joint(*P).to_dense().double()
+    else:
+        P = tsne.joint_affinities(X, 10.0)
+        P_dense = P.double()
+    Y = spread_map(N, scale)
+    grad_ref, kl_ref = tsne.reference_objective(P_dense, Y, exaggeration)
+    buffers = [torch.empty(2 * 16 * N) for _ in range(2)]
+    grad, p_log_q = tsne.gradient(P, Y.float(), exaggeration, buffers, with_kl=True)
+    kl = torch.xlogy(P_dense, P_dense).sum().item() - p_log_q
+    assert grad.dtype == torch.float32
+    assert (grad.double() - grad_ref).abs().max() <= 20 * F32 * grad_ref.abs().max()
+    assert abs(kl - kl_ref) <= 1e-5 * kl_ref
+
+
+def test_strip_size_changes_nothing_but_rounding():
+    X, _ = gaussian_clusters(n_per=25, seed=7)
+    P = tsne.neighbour_affinities(X, 15.0, 46)
+    Y = spread_map(125, 5.0).float()
+    one, _ = tsne.gradient(P, Y, 12.0)
+    for rows in (1, 16, 50):
+        strips, _ = tsne.gradient(P, Y, 12.0, [torch.empty(2 * rows * 125) for _ in range(2)])
+        assert (strips - one).abs().max() <= 20 * F32 * one.abs().max()
+
+
+@pytest.mark.parametrize("data", ["swiss roll", "clusters"])
+@pytest.mark.parametrize("exact", [False, True])
+def test_fast_kl_after_300_iterations_matches_reference(data, exact):
+    """The whole run: both paths take the same optimiser (descend) from the same start with the same P. Rounding
+    makes the paths part, so the KLs agree to 1%, not to the last digit."""
+    X = swiss_roll(300) if data == "swiss roll" else gaussian_clusters(n_per=30, n_clusters=10, seed=1)[0]
+    Y0 = tsne.start_map(X, "pca")
+    P = tsne.joint_affinities(X, 30.0, None if exact else tsne.default_neighbours(300, 30.0))
+    _, kl_ref, _ = tsne.tsne_reference(X, Y0, n_iter=300, P=(P if exact else P.to_dense()).double())
+    _, kl = tsne.tsne(X, n_iter=300, init=Y0, exact=exact)
+    assert abs(kl - kl_ref) <= 0.01 * kl_ref, (kl, kl_ref)
+
+
+def test_sparse_P_costs_little_trustworthiness():
+    """Keeping P over the 3·perplexity nearest neighbours, as the fast path does, against the exact P: at
+    N = 2000 the map's trustworthiness drops by at most 0.003."""
+    X, _ = gaussian_clusters(n_per=200, n_clusters=10, dim=50, spread=3.0, seed=11)
+    Y_sparse, _ = tsne.tsne(X)
+    Y_exact, _ = tsne.tsne(X, exact=True)
+    T_sparse, T_exact = tsne.trustworthiness(X, Y_sparse), tsne.trustworthiness(X, Y_exact)
+    assert T_sparse >= T_exact - 0.003, (T_sparse, T_exact)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the optimiser
+
+
+def quadratic(target, c=1.0, calls=None):
+    """An objective for descend: C = c/2 Σ (y − t)², whose gradient, exaggerated, is α c (y − t); KL := C."""
+
+    def objective(Y, exaggeration, with_kl):
+        if calls is not None:
+            calls.append(exaggeration)
+        return exaggeration * c * (Y - target), (0.5 * c * ((Y - target) ** 2).sum().item() if with_kl else None)
+
+    return objective
+
+
+Y0 = torch.tensor([[1.0, -2.0], [-1.0, 2.0]], dtype=torch.float64)
+
+
+def test_first_steps_by_hand():
+    """Two points, so η = 50. Each coordinate, by hand: g = α (y − t); gains ×0.8 when g and the last update have
+    the same sign (or the update is 0), +0.2 when they differ; Δ = μ Δ − η gains g; y += Δ; then the map is
+    centred."""
+    target = torch.tensor([[0.5, -1.0], [-0.5, 1.0]], dtype=torch.float64)
+    Y = tsne.descend(quadratic(target), Y0, n_iter=2)
+    # step 1 (α = 12, μ = 0.5): g = 12 (y − t) = (6, −12) and (−6, 12); gains 0.8; Δ = −50 · 0.8 · g
+    # y = (1 − 240, −2 + 480) and (−1 + 240, 2 − 480) = (−239, 478) and (239, −478), already centred
+    # step 2: g = 12 (y − t) = 12 (−239.5, 479) for the first point: the same sign as Δ, so gains 0.8 · 0.8
+    dx = 0.5 * -240 - 50 * 0.64 * 12 * (-239 - 0.5)
+    dy = 0.5 * 480 - 50 * 0.64 * 12 * (478 + 1.0)
+    expected = torch.tensor([[-239 + dx, 478 + dy], [239 - dx, -478 - dy]], dtype=torch.float64)
+    assert torch.allclose(Y, expected, rtol=1e-15)
+    # a gradient that flips sign against the last update raises the gain by 0.2: step 2 from a target beyond y
+    Y = tsne.descend(quadratic(torch.tensor([[-1000.0, 2000.0], [1000.0, -2000.0]], dtype=torch.float64), 1e-3),
+                     Y0, n_iter=2)
+    # step 1: g = 0.012 (1001, −2002); Δ = −50 · 0.8 · g = (−480.48, 960.96); y = (−479.48, 958.96)
+    # step 2: g = 0.012 (520.52, −1041.04), opposite to Δ: gains 0.8 + 0.2 = 1
+    y1, update1 = torch.tensor([[-479.48, 958.96], [-480.48, 960.96]], dtype=torch.float64)
+    g = 0.012 * (y1 - torch.tensor([-1000.0, 2000.0], dtype=torch.float64))
+    assert torch.allclose(Y[0], y1 + 0.5 * update1 - 50 * 1.0 * g, rtol=1e-12)
+
+
+def test_stages_restart_and_stop():
+    """A stage ends when |gains ⊙ ∇C| < 1e-7 at a check (every 50 iterations), or when the KL has not improved
+    for its patience; the second stage starts from zero update and unit gains, with P no longer exaggerated."""
+    calls = []
+    tsne.descend(quadratic(Y0.clone(), calls=calls), Y0, n_iter=1000)  # at the minimum from the start: ∇C = 0
+    # the first check (iteration 50) ends each stage: 50 exaggerated iterations, then 50 plain ones
+    assert calls == [12.0] * 50 + [1.0] * 50
+    calls = []
+    tsne.descend(quadratic(Y0.clone(), calls=calls), Y0, n_iter=1000, stop_early=False)
+    assert calls == [12.0] * 250 + [1.0] * 750
+
+    # a KL that never improves: the first stage's patience (250) cannot run out in its 250 iterations; the second
+    # stage's last improvement is its first check (iteration 300), and at 650 more than 300 iterations have passed
+    calls = []
+
+    def flat(Y, exaggeration, with_kl):
+        calls.append(exaggeration)
+        return torch.ones_like(Y), (1.0 if with_kl else None)
+
+    tsne.descend(flat, Y0, n_iter=1000)
+    assert calls == [12.0] * 250 + [1.0] * 400
+
+    # the second stage's first step starts from zero update and unit gains: Δ = −η · 0.8 · g = −50 · 0.8 · c y
+    seen = []
+
+    def record(Y, exaggeration, with_kl):
+        seen.append(Y.clone())
+        return quadratic(torch.zeros(2, 2), 1e-3)(Y, exaggeration, with_kl)
+
+    Y = tsne.descend(record, Y0, n_iter=251, stop_early=False)
+    assert torch.allclose(Y - seen[-1], -50 * 0.8 * 1e-3 * seen[-1], rtol=1e-12)
+
+
+def test_pca_start_keeps_the_aspect_ratio():
+    X, _ = gaussian_clusters(n_per=40, seed=12)
+    Y = tsne.start_map(X, "pca")
+    projection = tsne.pca(X)
+    assert abs(Y[:, 0].std().item() - tsne.INIT_STD) < 1e-12
+    # both columns divided by the first one's std, as scikit-learn does
+    assert torch.allclose(Y, projection / projection[:, 0].std() * tsne.INIT_STD)
+    assert Y[:, 1].std() < Y[:, 0].std()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# float32 and structureless data
+
+
+def test_float32_loses_a_shrinking_map_unless_centred_or_stopped():
+    """Samples of an isotropic Gaussian (what Part 4 embeds) have no clusters: run through all 250 exaggerated
+    iterations, their map shrinks from 1e-4 to about 1e-21 before it regrows. Two things then break in float32:
+    - the per-coordinate gains move the map's mean (here to about 6e-7); once the map is narrower than ε₃₂ × that
+      mean, float32 cannot tell its points apart, and they merge for good. Centring the map after every step (the
+      default; the cost ignores the origin) keeps float32's digits for the map itself.
+    - the gains test the sign of grad · update, a product of two numbers near 1e-22, which underflows to 0: the
+      gains then only shrink and the map cannot regrow. The optimiser compares the signs instead.
+    scikit-learn's stopping rule avoids both: it ends the exaggeration at iteration 50, when the map is 1e-9 wide."""
+    grad, update = torch.tensor([3e-24]), torch.tensor([-2e-22])
+    assert grad * update == 0 and grad.sign() * update.sign() < 0
+    X = torch.randn(2000, 20, generator=torch.Generator().manual_seed(0))
+    merged, _ = tsne.tsne(X, n_iter=350, stop_early=False, centre=False)
+    assert merged.mean(0).abs().max() > 1e-7 and merged.std(0).min() < 1e-6 and len(merged[:, 0].unique()) < 10
+    for kwargs in ({"stop_early": True, "centre": False}, {"stop_early": False, "centre": True}):
+        Y, _ = tsne.tsne(X, n_iter=350, **kwargs)
+        assert (Y.std(0) > 0.5).all(), (kwargs, Y.std(0))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -180,19 +374,6 @@ def test_same_seed_same_embedding(init):
         assert not torch.allclose(Y1, Y3)
 
 
-def test_chunked_matches_unchunked():
-    # the optimisation amplifies any rounding difference, so the chunked path does the same arithmetic row by row;
-    # chunks of 16 rows (125 = 7 * 16 + 13) stay 64-byte aligned and give the un-chunked result
-    X, _ = gaussian_clusters(n_per=25, seed=7)
-    P = tsne.joint_affinities(X, 15.0)
-    P_chunked = tsne.joint_affinities(X, 15.0, chunk_size=16)
-    assert torch.allclose(P, P_chunked, rtol=1e-6, atol=1e-12)
-    Y, kl = tsne.tsne(X, perplexity=15.0)
-    Y_chunked, kl_chunked = tsne.tsne(X, perplexity=15.0, chunk_size=16)
-    assert torch.allclose(Y, Y_chunked, rtol=1e-4, atol=1e-4)
-    assert abs(kl - kl_chunked) < 1e-5
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_output_shape_device_dtype(device, dtype):
@@ -202,12 +383,3 @@ def test_output_shape_device_dtype(device, dtype):
     assert Y.shape == (50, 2) and Y.dtype == torch.float32
     assert Y.device.type == torch.device(device).type
     assert torch.isfinite(Y).all() and math.isfinite(kl) and isinstance(kl, float)
-
-
-def test_structureless_data_is_not_lost_to_float32():
-    """Samples of an isotropic Gaussian (what Part 4 embeds) have no clusters: early exaggeration shrinks their map
-    by many orders of magnitude before it regrows. In float32 it collapsed to a line or a point."""
-    X = torch.randn(2000, 20, generator=torch.Generator().manual_seed(0))
-    Y, _ = tsne.tsne(X, perplexity=30.0, n_iter=1000)
-    assert (Y.std(0) > 1.0).all(), Y.std(0)
-    assert tsne.trustworthiness(X, Y) > 0.75
