@@ -192,7 +192,7 @@ def conditional_affinities(D, perplexity):
     target = math.log(perplexity)
     beta = torch.ones(len(D), 1, dtype=torch.float64, device=D.device)
     lo, hi = torch.zeros_like(beta), torch.full_like(beta, math.inf)
-    for _ in range(BISECTION_STEPS):
+    for step in range(BISECTION_STEPS):
         # p_{j|i} = exp(−β_i d_ij) / Σ_j exp(−β_i d_ij)
         E = torch.exp(-beta * D)
         sum_e = E.sum(1, keepdim=True)
@@ -200,8 +200,8 @@ def conditional_affinities(D, perplexity):
         # H(P_i) = −Σ_j p_{j|i} log p_{j|i} = log Σ_j e^{−β d_ij} + β Σ_j d_ij p_{j|i}
         H = sum_e.log() + beta * torch.where(P > 0, D * P, 0.0).sum(1, keepdim=True)
         done = (H - target).abs() <= PERPLEXITY_TOL
-        if bool(done.all()):
-            break
+        if bool(done.all()) or step == BISECTION_STEPS - 1:
+            break   # out of steps: stop before β moves on, so that the β returned is the one P was computed from
         # too wide (H too high): raise β, doubling until bracketed; too narrow: lower it; then bisect
         wide = H > target
         lo, hi = torch.where(wide & ~done, beta, lo), torch.where(~wide & ~done, beta, hi)

@@ -109,6 +109,20 @@ def test_conditional_affinities_have_the_target_perplexity(perplexity):
     assert torch.allclose(P, E / E.sum(1, keepdim=True), atol=1e-9)
 
 
+@pytest.mark.parametrize("steps", [1, 3, 8])
+def test_bisection_out_of_steps_returns_the_beta_of_its_P(monkeypatch, steps):
+    """Stopped by its step limit before reaching the tolerance, the search still returns a β and the P made from
+    that β, not a β one update ahead of it."""
+    monkeypatch.setattr(tsne, "BISECTION_STEPS", steps)
+    X = torch.randn(50, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 3
+    D = tsne.pairwise_sq_dists(X).fill_diagonal_(math.inf)
+    P, beta = tsne.conditional_affinities(D, 10.0)
+    H = -torch.xlogy(P, P).sum(1)
+    assert (H - math.log(10.0)).abs().max() > tsne.PERPLEXITY_TOL      # the limit, not the tolerance, stopped it
+    E = torch.exp(-beta[:, None] * D)
+    assert torch.allclose(P, E / E.sum(1, keepdim=True), atol=1e-12)
+
+
 def test_fast_P_is_the_reference_P():
     """The exact P of the fast path equals the reference's, to float32 rounding (it is stored in float32)."""
     X, _ = gaussian_clusters(n_per=60, seed=2)
