@@ -7,9 +7,14 @@ Gaussian affinities P of the data, by gradient descent on KL(P || Q). The file r
   2. `tsne`: the same algorithm, fast. P is kept over each point's 3·perplexity nearest neighbours, as in
      scikit-learn's Barnes-Hut t-SNE; the repulsion between all N² pairs stays exact, computed a strip of rows
      at a time in float32.
-  3. the study: 5000 prior samples of the conv VAE, embedded twice (latent vectors and decoded images).
+  3. the study: 5000 prior samples of the conv VAE, embedded twice (latent vectors, coloured by the digit the
+     classifier sees in their decoded images, and the decoded images themselves), beside a third map of the
+     encoded test set, the posterior means μ(x) of 5000 test images coloured by their true digit. The prior is
+     isotropic, so its map has no structure of its own; the encoded data show where the digits live. Last, how far
+     prior samples land from the encoded data: the distance from each to its nearest μ(x) of test half A, against
+     the same distance from the μ(x) of half B. Outputs: tsne.png, latent_distances.png, tsne_metrics.json.
 
-    python tsne.py                                  # 5000 prior samples of the trained conv VAE, two maps
+    python tsne.py                                  # the three maps and the distances
     python tsne.py --quick                          # a smoke test: every code path in seconds, into results-quick/
     python -m pytest tests/test_tsne.py -q          # checks against the reference
     python benchmarks/bench_tsne.py --compare       # speed and quality beside scikit-learn, on MNIST digits
@@ -27,7 +32,7 @@ from bookkeeping import (cli, device_name, file_digest, make_parser, outputs_com
                          positive_int, save_figure, save_json, start)
 from classifier import classify, load_classifier
 from conv_vae import load_conv_vae
-from vae import figure_title
+from vae import figure_title, load_mnist
 
 # ---------------------------------------------------------------------------------------------------------------
 # constants
@@ -38,9 +43,9 @@ QUICK_SAMPLES = 300
 PERPLEXITY = 30.0     # van der Maaten & Hinton (2008): "typical values are between 5 and 50"; scikit-learn's default
 N_ITER = 1000         # scikit-learn's and bhtsne's default; --quick uses QUICK_ITER
 QUICK_ITER = 300
-# z ~ N(0, I) is isotropic, so its principal axes are arbitrary; started from them, the map of 5000 prior samples
-# shrank to a line during early exaggeration (KL 4.43, against 3.41 from a random start). Images start from PCA.
-INIT = {"latent": "random", "image": "pca"}
+# z ~ N(0, I) is isotropic, so its principal axes are arbitrary and the prior samples start from a random layout;
+# decoded images and encoded test images have structure, and start from PCA.
+INIT = {"latent": "random", "image": "pca", "encoded": "pca"}
 
 # the affinities P: scikit-learn's binary search (sklearn/manifold/_utils.pyx), as in bhtsne
 PERPLEXITY_TOL = 1e-5    # |H(P_i) − log(perplexity)| at which the search for β_i stops
@@ -459,26 +464,44 @@ def knn_agreement(Z, labels, k=10, chunk_size=None):
 # 3. the study: embed the conv VAE's latent space
 
 
-def plot_embeddings(embeddings, labels, path, title=""):
-    """The two maps side by side, each point coloured by the classifier's digit for its decoded image."""
-    counts = torch.bincount(labels, minlength=10).tolist()
-    fig, axes = plt.subplots(1, len(embeddings), figsize=(7 * len(embeddings), 6.5), squeeze=False)
-    for ax, (title, Y) in zip(axes.flat, embeddings.items()):
-        Y = Y.cpu()
+def nearest_distances(Q, R, chunk=1024):
+    """For each row of Q (N, d), the Euclidean distance to its nearest row of R (M, d) → (N,)."""
+    return torch.cat([torch.cdist(q, R).min(1).values for q in Q.split(chunk)])
+
+
+def plot_embeddings(panels, path, title=""):
+    """Maps side by side: panels = {title: (Y (N, 2), digit labels (N,), what the labels are)}."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6.5), squeeze=False)
+    for ax, (name, (Y, labels, meaning)) in zip(axes.flat, panels.items()):
+        Y, labels = Y.cpu(), labels.cpu()
+        counts = torch.bincount(labels, minlength=10).tolist()
         for digit in range(10):
-            mask = labels == digit
             if counts[digit]:
+                mask = labels == digit
                 ax.scatter(Y[mask, 0], Y[mask, 1], s=3, color=plt.cm.tab10(digit), label=f"{digit} ({counts[digit]})")
-        ax.set(title=title, xticks=[], yticks=[])
-    axes[0, -1].legend(title="predicted digit (count)", markerscale=4, fontsize=8, loc="center left",
-                       bbox_to_anchor=(1, 0.5))
+        ax.set(title=name, xticks=[], yticks=[])
+        ax.legend(title=f"{meaning} (count)", markerscale=4, fontsize=8, loc="upper center", ncols=5,
+                  bbox_to_anchor=(0.5, -0.01))
     if title:
         fig.suptitle(title)
     save_figure(fig, path)
 
 
+def plot_holes(prior, held_out, path, title):
+    """Histograms of the distance to the nearest encoded test image of half A: from prior samples, and from the
+    encoded images of half B. Where the first exceeds the second, prior samples fall in the prior's holes."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = torch.linspace(0, max(prior.max(), held_out.max()).item(), 50)
+    for d, label in ((prior, "prior samples z ~ N(0, I)"), (held_out, "μ(x) of test half B")):
+        ax.hist(d.cpu(), bins=bins, alpha=0.6, density=True, label=f"{label}, median {d.median():.2f}")
+    ax.set(xlabel="distance to the nearest μ(x) of test half A", ylabel="density", title=title)
+    ax.legend()
+    save_figure(fig, path)
+
+
 def main(argv=None):
-    p = make_parser("Part 4: t-SNE of prior samples of the conv VAE, coloured by the classifier's digit.")
+    p = make_parser("Part 4: t-SNE of prior samples of the conv VAE, coloured by the classifier's digit, beside the "
+                    "encoded test set.")
     p.add_argument("--n-samples", type=positive_int, default=None,
                    help=f"prior samples to embed (default: {N_SAMPLES}; {QUICK_SAMPLES} with --quick)")
     p.add_argument("--perplexity", type=positive_float, default=PERPLEXITY, help=f"(default: {PERPLEXITY})")
@@ -491,11 +514,11 @@ def main(argv=None):
         p.error(f"argument --perplexity: must be below --n-samples − 1 = {args.n_samples - 1}, got {args.perplexity}")
     device, out = start(args, vars(args))
     vae, classifier = load_conv_vae(out, device), load_classifier(out, device)
-    figure, metrics_path = out / "tsne.png", out / "tsne_metrics.json"
+    figure, holes_figure, metrics_path = out / "tsne.png", out / "latent_distances.png", out / "tsne_metrics.json"
     config = {"n_samples": args.n_samples, "perplexity": args.perplexity, "n_iter": args.n_iter, "init": INIT,
               "seed": args.seed, "quick": args.quick,
               "models": {"conv.pt": file_digest(out / "conv.pt"), "classifier.pt": file_digest(out / "classifier.pt")}}
-    if not args.force and outputs_complete(metrics_path, config, [figure]):
+    if not args.force and outputs_complete(metrics_path, config, [figure, holes_figure]):
         print("tsne: skipped, outputs are complete and match the settings (--force redoes it)")
         return
 
@@ -506,30 +529,54 @@ def main(argv=None):
         images = torch.sigmoid(vae.decode(z))                                                     # (N, 1, 28, 28)
     confidence, labels = classify(classifier, images).max(1)
 
-    # --- t-SNE of the latent vectors and of the decoded images
-    spaces = {"latent": z, "image": images.flatten(1)}                                            # (N, 20), (N, 784)
-    embeddings, kl, seconds, trust, knn = {}, {}, {}, {}, {"latent": knn_agreement(z, labels)}
+    # --- the encoded test set: posterior means μ(x), whose digits are known
+    _, _, test_x, test_y = load_mnist(args.data_dir, device, args.quick)
+    with torch.no_grad():
+        mu = torch.cat([vae.encode(xb)[0] for xb in test_x.split(2000)])                         # (10000, 20)
+    n_encoded = min(args.n_samples, len(mu))
+
+    # --- t-SNE of the latent vectors, of their decoded images, and of the encoded test images
+    spaces = {"latent": z, "image": images.flatten(1), "encoded": mu[:n_encoded]}      # (N, 20), (N, 784), (N, 20)
+    truth = {"latent": labels, "image": labels, "encoded": test_y[:n_encoded]}      # predicted, predicted, true
+    embeddings, kl, seconds, trust = {}, {}, {}, {}
+    knn = {"latent": knn_agreement(z, labels), "encoded_latent": knn_agreement(mu[:n_encoded], truth["encoded"])}
     for name, X in spaces.items():
         t0 = time.perf_counter()
         embeddings[name], kl[name] = tsne(X, args.perplexity, args.n_iter, args.seed, init=INIT[name])
         seconds[name] = time.perf_counter() - t0   # tsne returns the KL as a float: the GPU is done by now
         trust[f"{name}_embedding"] = trustworthiness(X, embeddings[name])
-        knn[f"{name}_embedding"] = knn_agreement(embeddings[name], labels)
+        knn[f"{name}_embedding"] = knn_agreement(embeddings[name], truth[name])
         print(f"tsne of the {name} vectors: KL {kl[name]:.3f}, 10-NN agreement {knn[f'{name}_embedding']:.3f}, "
               f"trustworthiness {trust[f'{name}_embedding']:.3f}, {seconds[name]:.1f}s")
 
-    plot_embeddings({f"t-SNE of {args.n_samples} latent vectors z ~ N(0, I)": embeddings["latent"],
-                     "t-SNE of their decoded images": embeddings["image"]}, labels.cpu(), figure,
-                    figure_title("Part 4: prior samples of the conv VAE, coloured by predicted digit", args.quick))
+    # --- the prior's holes: how far prior samples lie from the encoded data, against held-out encoded data
+    half = len(mu) // 2
+    a, b = mu[:half], mu[half:]                                                           # test halves A and B
+    prior_to_a, b_to_a = nearest_distances(z, a), nearest_distances(b, a)
+    holes = {"median_prior_to_a": prior_to_a.median().item(), "median_b_to_a": b_to_a.median().item(),
+             "half_size": half}
+    plot_holes(prior_to_a, b_to_a, holes_figure, figure_title("How far from the encoded data do prior samples land?",
+                                                              args.quick))
+
+    plot_embeddings({f"t-SNE of {args.n_samples} latent vectors z ~ N(0, I)": (embeddings["latent"], labels,
+                                                                               "predicted digit"),
+                     "t-SNE of their decoded images": (embeddings["image"], labels, "predicted digit"),
+                     f"t-SNE of μ(x) of {n_encoded} test images": (embeddings["encoded"], truth["encoded"],
+                                                                  "true digit")}, figure,
+                    figure_title("Part 4: the conv VAE's latent space, prior samples beside encoded test images",
+                                 args.quick))
     counts = torch.bincount(labels, minlength=10).tolist()
-    metrics = {"config": config, "device": device_name(device), "n_samples": args.n_samples,
+    metrics = {"config": config, "device": device_name(device), "n_samples": args.n_samples, "n_encoded": n_encoded,
                "class_counts": counts, "mean_confidence": confidence.mean().item(),
                "low_confidence_share": (confidence < 0.5).float().mean().item(),
-               "knn_agreement": knn, "trustworthiness": trust, "kl": kl, "seconds": seconds}
+               "knn_agreement": knn, "trustworthiness": trust, "kl": kl, "seconds": seconds, "holes": holes}
     save_json(metrics_path, metrics)
     print(f"class counts 0-9: {counts}; mean confidence {metrics['mean_confidence']:.3f}; "
           f"{100 * metrics['low_confidence_share']:.1f}% below 0.5; 10-NN agreement in latent space {knn['latent']:.3f}")
-    print(f"wrote {figure} and {metrics_path}")
+    print(f"encoded test images: 10-NN agreement of true digits {knn['encoded_latent']:.3f} in 20-D, "
+          f"{knn['encoded_embedding']:.3f} in the map; median distance to test half A: prior samples "
+          f"{holes['median_prior_to_a']:.2f}, test half B {holes['median_b_to_a']:.2f}")
+    print(f"wrote {figure}, {holes_figure} and {metrics_path}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ EXPECTED = ["mlp_100_100.pt", "mlp_200_200.pt", "mlp_300_300.pt", "conv.pt", "cl
             "classifier_metrics.json", "tsne_metrics.json", "interpolation_metrics.json",
             "mlp_100_100_samples.png", "mlp_200_200_samples.png", "mlp_300_300_samples.png", "conv_samples.png",
             "mlp_losses.png", "conv_losses.png", "saved_models_samples.png", "tsne.png", "interpolation.png",
-            "interpolation_probs.png", "interpolation_pairs.png", "traversal.png", "reconstructions.png",
+            "interpolation_probs.png", "interpolation_pairs.png", "traversal.png", "reconstructions.png", "latent_distances.png",
             "reconstruction_accuracy.json", "saved_models.json", "REPORT.md", "REPORT.pdf"]
 
 

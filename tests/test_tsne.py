@@ -397,3 +397,11 @@ def test_output_shape_device_dtype(device, dtype):
     assert Y.shape == (50, 2) and Y.dtype == torch.float32
     assert Y.device.type == torch.device(device).type
     assert torch.isfinite(Y).all() and math.isfinite(kl) and isinstance(kl, float)
+
+
+def test_nearest_distances_match_a_brute_force_loop():
+    g = torch.Generator().manual_seed(9)
+    Q, R = torch.randn(37, 5, generator=g), torch.randn(23, 5, generator=g)
+    by_hand = [min(((q - r) ** 2).sum().sqrt().item() for r in R) for q in Q]
+    assert np.allclose(tsne.nearest_distances(Q, R, chunk=8).numpy(), by_hand, atol=1e-5)
+    assert tsne.nearest_distances(R, R).abs().max() < 1e-3      # every point is its own nearest
