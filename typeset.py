@@ -4,10 +4,11 @@ Markdown → A4 PDF, typeset with matplotlib alone: how report.py turns REPORT.m
     from typeset import write_pdf
     write_pdf(markdown, folder, "REPORT.pdf", code={"vae.py": source, ...})
 
-It reads a small subset of Markdown: `#`, `##` and `###` headings, paragraphs, `- ` bullets, `> ` quotes, pipe
-tables, `![caption](file.png)` figures (the file relative to `folder`), and **bold** and `code` inside text. The `#`
-heading and the paragraph under it make the title block. Figures are numbered in order and scaled to the text width.
-Each file in `code` is printed in monospace with line numbers, in an appendix that starts on a new page.
+It reads a small subset of Markdown: `#`, `##` and `###` headings (deeper ones are set as `###`), paragraphs, `- `
+bullets, `> ` quotes, pipe tables, `![caption](file.png)` figures (the file relative to `folder`), and **bold** and
+`code` inside text. The `#` heading and the paragraph under it make the title block. Figures are numbered in order
+and scaled to the text width. Each file in `code` is printed in monospace with line numbers, in an appendix that
+starts on a new page.
 
 The layout takes two passes. First the text is cut into pieces that are never split: a line of text, a table row, or a
 figure with its caption. Each piece's height is measured, and the pieces are stacked onto pages. Only then are the
@@ -211,7 +212,8 @@ def header_width(header, size, depth, least):
     """The narrowest column, at least `least` wide, in which `header` takes at most `depth` lines."""
     w = header.split()
     spans = sorted(width(" ".join(w[i:j]), "bold", size) for i in range(len(w)) for j in range(i + 1, len(w) + 1))
-    return next(x for x in [least] + [x for x in spans if x > least] if len(wrap(header, size, x + 0.5, "bold")) <= depth)
+    return next(x for x in [least] + [x for x in spans if x > least]
+                if len(wrap(header, size, x + 0.5, "bold")) <= depth)
 
 
 def table_pieces(rows):
@@ -276,8 +278,8 @@ def figure_pieces(caption, path, number):
     text_height = 6 + len(lines) * 1.4 * CAPTION
     w = TEXT_WIDTH
     h = w * image.shape[0] / image.shape[1]
-    if h > TOP - BOTTOM - text_height:
-        h = TOP - BOTTOM - text_height
+    if h > TOP - BOTTOM - text_height - 48:   # a page-tall figure leaves room for the lines that introduce it
+        h = TOP - BOTTOM - text_height - 48
         w = h * image.shape[1] / image.shape[0]
 
     def draw(fig, top):
@@ -317,7 +319,7 @@ def code_pieces(name, source):
 # ---------------------------------------------------------------------------------------------------------------
 # Markdown → blocks → pieces → pages
 
-STARTS_BLOCK = re.compile(r"#{1,3} |\||- |>|!\[")
+STARTS_BLOCK = re.compile(r"#{1,6} |\||- |>|!\[")
 IMAGE = re.compile(r"!\[(.*)\]\((.+)\)")
 
 
@@ -328,8 +330,8 @@ def blocks(markdown):
         line = lines[i]
         if not line.strip():
             i += 1
-        elif m := re.match(r"(#{1,3}) (.*)", line):
-            yield "heading", (len(m[1]), m[2].strip())
+        elif m := re.match(r"(#{1,6}) (.*)", line):
+            yield "heading", (min(len(m[1]), 3), m[2].strip())   # ####… are set as ###
             i += 1
         elif m := IMAGE.fullmatch(line.strip()):
             yield "image", (m[1], m[2])
