@@ -7,30 +7,24 @@ The last step — one report of the whole study, written from the metrics files 
 The report is a Markdown template with the measured numbers filled in, plus a few named verdicts (`best_fit`,
 `overfitting`, …). Each verdict is computed from the numbers it cites, and it is left out, or says that it cannot
 tell, when those numbers are too weak to carry it: a tie, a model trained for a single epoch, a classifier too
-inaccurate to label digits. A --quick run says at the top that its numbers mean nothing. REPORT.pdf holds the
-same text and every figure (matplotlib's PdfPages).
-"""
-import math
-import textwrap
-from pathlib import Path
+inaccurate to label digits. A --quick run says at the top that its numbers mean nothing.
 
-import matplotlib.pyplot as plt
-from matplotlib.backends.backend_pdf import PdfPages
+REPORT.pdf is the same Markdown typeset on A4 pages (typeset.py, with matplotlib alone), each figure beside the text
+that discusses it, followed by an appendix with the code of every script the study runs.
+"""
+import ast
+import math
+import re
+from pathlib import Path
 
 from bookkeeping import (UserError, atomic_write, cli, file_digest, make_parser, outputs_complete, parse, prepare_out,
                          read_metrics, save_json)
+from typeset import write_pdf
 
 MODELS = ["mlp_100_100", "mlp_200_200", "mlp_300_300", "conv"]
 STEPS = {**{name: "python vae.py" for name in MODELS[:3]}, "conv": "python conv_vae.py",
          "classifier": "python classifier.py", "tsne": "python tsne.py", "interpolation": "python interpolate.py"}
-FIGURES = [("mlp_losses.png", "Part 1: losses of the three MLP VAEs (train solid, test dashed)"),
-           *[(f"{m}_samples.png", f"Part 1: {m}, 15 samples from the prior") for m in MODELS[:3]],
-           ("conv_losses.png", "Part 2: losses of the convolutional VAE"),
-           ("conv_samples.png", "Part 2: conv VAE, 15 samples from the prior"),
-           ("saved_models_samples.png", "Part 3: every saved model decodes the same 15 prior samples"),
-           ("tsne.png", "Part 4: t-SNE of prior samples, coloured by predicted digit"),
-           ("interpolation.png", "Part 4: interpolation, linear (top) and spherical (bottom)"),
-           ("interpolation_probs.png", "Part 4: class probabilities along the path")]
+ROOT = Path(__file__).resolve().parent
 
 # How strong the numbers must be before a verdict is drawn from them
 TIE_NATS = 0.5           # −ELBO differences below this are a tie: seeds alone move a model by about this much
@@ -43,10 +37,12 @@ TIE_DISTANCE = 0.05      # median distances within 5% of each other are a tie
 TIE_PAIRS = 2            # counts of pairs (of 45) within 2 are a tie
 
 TEMPLATE = """\
-# VAEs on MNIST: the report
+# Variational autoencoders on MNIST
+
+{run}
 {smoke_test}
-Written by report.py from the metrics files in this folder; every sentence below cites the numbers it follows
-from. Device: {device}; torch {torch}.
+Written by report.py from the metrics files and figures in this folder; every sentence below cites the numbers it
+follows from. REPORT.pdf adds the code of every script as an appendix.
 
 ## Parts 1–3: the models
 
@@ -57,6 +53,25 @@ from. Device: {device}; torch {torch}.
 All in nats per image. The test −ELBO is the single-sample bound on all {n_test} test images. The IW
 log-likelihood uses k = {iw_k} importance samples on the first {iw_n} test images; the −ELBO on those same images
 stands beside it, so the two bounds compare like with like.
+
+The train and test −ELBO, epoch by epoch, of the three MLP VAEs (Part 1) and of the convolutional VAE (Part 2):
+
+![Losses of the three MLP VAEs (train solid, test dashed)](mlp_losses.png)
+
+![Losses of the convolutional VAE](conv_losses.png)
+
+Fifteen vectors z ~ N(0, I) decoded by each model. In Part 3 every saved model decodes the same fifteen vectors, one
+model to a row:
+
+![mlp_100_100, 15 samples from the prior](mlp_100_100_samples.png)
+
+![mlp_200_200, 15 samples from the prior](mlp_200_200_samples.png)
+
+![mlp_300_300, 15 samples from the prior](mlp_300_300_samples.png)
+
+![The conv VAE, 15 samples from the prior](conv_samples.png)
+
+![Every saved model decodes the same 15 prior samples](saved_models_samples.png)
 
 ### Observations
 
@@ -74,18 +89,29 @@ class counts 0–9: {class_counts}.
 | final KL(P‖Q) | | {tsne_kl[latent]:.3f} | {tsne_kl[image]:.3f} |
 | t-SNE seconds | | {tsne_seconds[latent]:.1f} | {tsne_seconds[image]:.1f} |
 
+The two t-SNE maps, one of the latent vectors and one of the images they decode to, each point coloured by the
+digit the classifier predicts for it:
+
+![t-SNE of prior samples, coloured by predicted digit](tsne.png)
+
 ### Observations on the latent space
 
 {latent_notes}
 
+### The interpolation
+
+The decoded frames along the straight (linear) and the spherical (slerp) path between two latent vectors, with the
+classifier's verdict on each frame, and then its class probabilities along the path:
+
+![Interpolation, linear (top) and spherical (bottom)](interpolation.png)
+
+![Class probabilities along the path](interpolation_probs.png)
+
 ### Observations on the interpolation
 
 {path_notes}
-
-## Figures
-
-{figures}
 """
+FIGURES = re.findall(r"!\[.*\]\((.+)\)", TEMPLATE)   # the PNG files that the template shows
 
 SMOKE_TEST = """
 > **Smoke test (`--quick`).** Every model here trained for one epoch on a sliver of MNIST. This report shows that
@@ -328,6 +354,13 @@ def is_smoke_test(m):
                for name in ("conv", "classifier", "tsne", "interpolation"))
 
 
+def run_line(m):
+    """The title block's second line: which run this report is of."""
+    conv = m["conv"]
+    kind = "Quick run (--quick, a smoke test)" if is_smoke_test(m) else "Full run"
+    return f"{kind} · {conv['device']} · torch {conv.get('torch', 'unknown')}"
+
+
 def markdown(m, out):
     models = {name: m[name] for name in MODELS}
     t, accuracy = m["tsne"], m["classifier"]["test_accuracy"]
@@ -335,44 +368,31 @@ def markdown(m, out):
     rows = [f"| {name} | {len(mm['history'])} | {mm['test']['neg_elbo']:.2f} | {mm['test']['rec']:.2f} | "
             f"{mm['test']['kl']:.2f} | {mm['iw']['log_likelihood']:.2f} | {mm['iw']['neg_elbo']:.2f} | "
             f"{mm['active_units']} | {mm['seconds_per_epoch']:.2f} |" for name, mm in models.items()]
-    figures = "\n\n".join(f"### {caption}\n\n" + (f"![{caption}]({file})" if (out / file).is_file()
-                                                   else "(figure missing)") for file, caption in FIGURES)
-    return TEMPLATE.format(
-        smoke_test=SMOKE_TEST if is_smoke_test(m) else "", device=models["conv"]["device"],
-        torch=models["conv"].get("torch", "unknown"), model_rows="\n".join(rows),
+    text = TEMPLATE.format(
+        run=run_line(m), smoke_test=SMOKE_TEST if is_smoke_test(m) else "", model_rows="\n".join(rows),
         n_test=models["conv"]["test"]["images"], iw_k=iw["samples"], iw_n=iw["images"],
         model_notes=bullets(model_notes(models)), accuracy=pct(accuracy), n_samples=t["n_samples"],
         class_counts=", ".join(map(str, t["class_counts"])), knn=t["knn_agreement"], trust=t["trustworthiness"],
         tsne_kl=t["kl"], tsne_seconds=t["seconds"], latent_notes=bullets(latent_notes(t, accuracy)),
-        path_notes=bullets(path_notes(m["interpolation"], accuracy)), figures=figures)
+        path_notes=bullets(path_notes(m["interpolation"], accuracy)))
+    # A figure that a step did not write is named, not shown as a broken image
+    return re.sub(r"!\[(.*)\]\((.+)\)", lambda f: f[0] if (out / f[2]).is_file() else f"({f[2]} is missing: {f[1]})",
+                  text)
 
 
-def write_pdf(text, out, path):
-    """The report's text on A4 pages in a monospace font, then one page per figure."""
-    wrapped = []
-    for line in text.split("\n"):
-        if line.startswith("!["):   # the figures follow as pages of their own
-            continue
-        wrapped += textwrap.wrap(line, 100, subsequent_indent="  ") or [""]
-    per_page = 70
-
-    def write(tmp):
-        with PdfPages(tmp, metadata={"CreationDate": None}) as pdf:   # no date: the same inputs, the same bytes
-            for start in range(0, len(wrapped), per_page):
-                fig = plt.figure(figsize=(8.27, 11.69))
-                fig.text(0.05, 0.97, "\n".join(wrapped[start:start + per_page]), va="top", family="monospace",
-                         fontsize=7)
-                pdf.savefig(fig)
-                plt.close(fig)
-            for file, caption in FIGURES:
-                if (out / file).is_file():
-                    fig, ax = plt.subplots(figsize=(11.69, 8.27))
-                    ax.imshow(plt.imread(out / file))
-                    ax.set_title(caption)
-                    ax.axis("off")
-                    pdf.savefig(fig)
-                    plt.close(fig)
-    atomic_write(path, write)
+def study_code():
+    """{file: its text} for every file the study runs, for the appendix: run_all.sh, the script of each of its
+    steps, then the modules of this folder that those import (found by ast, so a new step or module joins in)."""
+    files = ["run_all.sh"] + re.findall(r"^step .* (\S+\.py)$", (ROOT / "run_all.sh").read_text(), re.M)
+    for name in files[1:]:   # the list grows as modules are found, and they are read in turn
+        for node in ast.walk(ast.parse((ROOT / name).read_text())):
+            imported = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            for module in imported:
+                file = module.split(".")[0] + ".py"
+                if (ROOT / file).is_file() and file not in files:
+                    files.append(file)
+    return {name: (ROOT / name).read_text() for name in files}
 
 
 def main(argv=None):
@@ -380,15 +400,16 @@ def main(argv=None):
     args = parse(p, argv)
     out = prepare_out(args.out)
     m = load_metrics(out)
-    inputs = [f"{name}_metrics.json" for name in STEPS] + [f for f, _ in FIGURES if (out / f).is_file()]
+    code = study_code()
+    inputs = [f"{name}_metrics.json" for name in STEPS] + [f for f in FIGURES if (out / f).is_file()]
     config = {"inputs": {f: file_digest(out / f) for f in inputs},
-              "code": file_digest(Path(__file__))}    # a new report.py writes a new report
+              "code": {name: file_digest(ROOT / name) for name in code}}   # new code, a new report and appendix
     if not args.force and outputs_complete(out / "report_metrics.json", config, [out / "REPORT.md", out / "REPORT.pdf"]):
         print("report: skipped, REPORT.md and REPORT.pdf are up to date (--force redoes it)")
         return
     text = markdown(m, out)
     atomic_write(out / "REPORT.md", lambda tmp: tmp.write_text(text))
-    write_pdf(text, out, out / "REPORT.pdf")
+    atomic_write(out / "REPORT.pdf", lambda tmp: write_pdf(text, out, tmp, code))
     save_json(out / "report_metrics.json", {"config": config})
     if is_smoke_test(m):
         print("report: a SMOKE TEST (--quick): the report says its numbers mean nothing")

@@ -1,10 +1,19 @@
 """report.py writes its observations from the metrics: change a number and the text changes with it, and a
-verdict that its numbers cannot carry is not drawn."""
+verdict that its numbers cannot carry is not drawn. REPORT.pdf is typeset: every artist inside the margins, tables
+drawn as tables, each figure numbered, and the code of every script in an appendix."""
 import json
+import re
+import shutil
+import subprocess
 
+import matplotlib
+import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.image import imsave
 
 import report
+import typeset
 
 MODELS = {"mlp_100_100": 104.5, "mlp_200_200": 98.9, "mlp_300_300": 97.0, "conv": 93.4}
 
@@ -49,9 +58,9 @@ def write_metrics(out, conv_loss=93.4, counts=(500, 700, 480, 450, 460, 400, 520
 
 
 def report_text(tmp_path, **change):
+    """REPORT.md's text for the test metrics with `change`: the filled template, without typesetting the PDF."""
     out = write_metrics(tmp_path / "out", **change)
-    report.main(["--out", str(out)])
-    return (out / "REPORT.md").read_text()
+    return report.markdown(report.load_metrics(out), out)
 
 
 def test_report_cites_the_metrics(tmp_path):
@@ -63,7 +72,7 @@ def test_report_cites_the_metrics(tmp_path):
     assert "passes through 9 on the way" in text
     assert "|z| falls to 3.40, against 4.40 for slerp" in text and "cuts through the centre" in text
     assert "Smoke test" not in text
-    assert (tmp_path / "out" / "REPORT.pdf").read_bytes().startswith(b"%PDF")
+    assert "Full run · cpu: test · torch 2.14.1" in text.split("##")[0]
 
 
 def test_the_bound_gap_compares_the_same_images(tmp_path):
@@ -79,12 +88,7 @@ def test_the_bound_gap_compares_the_same_images(tmp_path):
     ({"counts": (500,) * 10}, "spread unevenly", "spread roughly evenly"),
     ({"low_share": 0.31}, "8.0% of them get less than 0.5", "31.0% of them get less than 0.5")])
 def test_report_changes_when_the_metrics_change(tmp_path, change, before, after):
-    out = write_metrics(tmp_path / "out")
-    report.main(["--out", str(out)])
-    first = (out / "REPORT.md").read_text()
-    write_metrics(out, **change)
-    report.main(["--out", str(out)])        # not skipped: its inputs changed
-    second = (out / "REPORT.md").read_text()
+    first, second = report_text(tmp_path / "a"), report_text(tmp_path / "b", **change)
     assert before in first and before not in second
     assert after in second and after not in first
 
@@ -113,14 +117,155 @@ def test_a_weak_classifier_labels_nothing(tmp_path):
 
 def test_a_smoke_test_says_so_at_the_top(tmp_path):
     text = report_text(tmp_path, quick=True)
-    assert "Smoke test (`--quick`)" in text.split("## Parts 1–3")[0]
+    top = text.split("## Parts 1–3")[0]
+    assert "Smoke test (`--quick`)" in top and "Quick run" in top
 
 
-def test_unchanged_inputs_are_skipped(tmp_path, capsys):
-    out = write_metrics(tmp_path / "out")
+def test_each_figure_sits_in_its_section_before_its_observations(tmp_path):
+    text = report_text(tmp_path)
+    assert "(mlp_losses.png is missing" in text and "![" not in text   # a figure not written is named, not shown
+    for name in report.FIGURES:
+        imsave(tmp_path / "out" / name, np.zeros((2, 2)))
+    text = report_text(tmp_path)
+    assert "## Figures" not in text
+    sections = {s.split("\n")[0]: s for s in text.split("\n## ")}
+    models, latent = sections["Parts 1–3: the models"], sections["Part 4: the latent space of the conv VAE"]
+    assert models.index("](mlp_losses.png)") < models.index("](saved_models_samples.png)") < \
+        models.index("### Observations")
+    assert latent.index("](tsne.png)") < latent.index("### Observations on the latent space") < \
+        latent.index("](interpolation.png)") < latent.index("### Observations on the interpolation")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# REPORT.pdf, typeset
+
+FIGURE_SHAPES = {"mlp_losses.png": (40, 120), "tsne.png": (300, 60), "interpolation.png": (20, 110)}  # wide, tall
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """A quick run's report, typeset once: (its folder, its Markdown, the appendix's code, its pages as figures).
+    The code gets one extra file with lines far too long for the page; tsne.png is taller than a page."""
+    out = write_metrics(tmp_path_factory.mktemp("quick") / "results", quick=True)
+    rng = np.random.default_rng(0)
+    for name, shape in FIGURE_SHAPES.items():
+        imsave(out / name, rng.random(shape))
     report.main(["--out", str(out)])
-    pdf = (out / "REPORT.pdf").read_bytes()
+    text = (out / "REPORT.md").read_text()
+    code = dict(report.study_code(), **{"long_lines.py": "x = '" + "y" * 300 + "'\n" + "z = 1  # " + "word " * 60})
+    return out, text, code, list(typeset.pages(text, out, code))
+
+
+def texts(fig):
+    return [t.get_text() for t in fig.texts]
+
+
+def appendix_start(pages):
+    return next(i for i, fig in enumerate(pages) if typeset.APPENDIX in texts(fig))
+
+
+def test_every_artist_lies_inside_the_margins(quick):
+    """Lay the report out, then ask the renderer where each text, image and rule landed on every page."""
+    *_, pages = quick
+    frame = (typeset.MARGIN - 0.5, typeset.MARGIN - 0.5, typeset.WIDTH - typeset.MARGIN + 0.5,
+             typeset.HEIGHT - typeset.MARGIN + 0.5)
+    images = 0
+    with matplotlib.rc_context({"text.hinting": "no_hinting"}):   # measure as the PDF draws: unhinted
+        for number, fig in enumerate(pages, 1):
+            renderer = FigureCanvasAgg(fig).get_renderer()   # 72 dpi: a pixel is a point
+            images += sum(len(ax.images) for ax in fig.axes)
+            for artist in fig.texts + fig.axes + fig.artists:
+                box = artist.get_window_extent(renderer)
+                assert (box.x0 >= frame[0] and box.y0 >= frame[1] and box.x1 <= frame[2] and box.y1 <= frame[3]), \
+                    (number, getattr(artist, "get_text", lambda: artist)(), box)
+    assert images == len(FIGURE_SHAPES)
+
+
+def test_a_figure_taller_than_a_page_is_scaled_to_fit_and_the_wide_ones_fill_the_text_width(quick):
+    *_, pages = quick
+    boxes = {ax.images[0].get_array().shape[:2]: ax.get_position() for fig in pages for ax in fig.axes}
+    text_width = (typeset.RIGHT - typeset.LEFT) / typeset.WIDTH
+    assert boxes[FIGURE_SHAPES["mlp_losses.png"]].width == pytest.approx(text_width)
+    assert boxes[FIGURE_SHAPES["tsne.png"]].height < (typeset.TOP - typeset.BOTTOM) / typeset.HEIGHT
+    assert boxes[FIGURE_SHAPES["tsne.png"]].width < text_width
+
+
+def test_title_block_figures_and_page_numbers(quick):
+    out, text, code, pages = quick
+    first = texts(pages[0])
+    assert first[0] == "Variational autoencoders on MNIST"
+    assert any("Quick run" in t and "cpu: test" in t and "torch 2.14.1" in t for t in first)
+    every = [t for fig in pages for t in texts(fig)]
+    assert not any(re.search(r"\b20\d\d-\d\d-\d\d\b", t) for t in every)              # no date
+    assert not any(str(out) in t for t in every) and str(out) not in text        # the folder is never printed
+    captions = [t for t in every if re.fullmatch(r"Figure \d+\.", t)]
+    assert captions == [f"Figure {n}." for n in range(1, len(FIGURE_SHAPES) + 1)]
+    for number, fig in enumerate(pages, 1):
+        assert f"{number} / {len(pages)}" in texts(fig)
+
+
+def test_tables_are_drawn_as_tables(quick):
+    """No Markdown source before the appendix: neither in the artists nor, where pdftotext is installed, in the
+    PDF's text. The cells are artists of their own, numbers right-aligned on their row's baseline."""
+    out, _, _, pages = quick
+    body = pages[:appendix_start(pages)]
+    for t in [t for fig in body for t in texts(fig)]:
+        assert "| ---" not in t and "|---" not in t and not t.lstrip().startswith("#"), t
+    cells = {t.get_text(): t for t in body[0].texts}
+    assert cells["model"].get_fontweight() == "bold"
+    assert cells["93.40"].get_horizontalalignment() == "right"
+    assert cells["93.40"].get_position()[1] == cells["conv"].get_position()[1]
+    if shutil.which("pdftotext"):   # the fixture's extra code file comes after this point: the PDF's pages agree
+        shown = subprocess.run(["pdftotext", "-l", str(appendix_start(pages)), "-layout", str(out / "REPORT.pdf"), "-"],
+                               capture_output=True, text=True, check=True).stdout
+        assert "mlp_100_100" in shown and "93.40" in shown
+        assert "| ---" not in shown and not any(line.lstrip().startswith("#") for line in shown.splitlines())
+
+
+def test_the_appendix_holds_every_script(quick):
+    out, _, code, pages = quick
+    assert {"run_all.sh", "vae.py", "conv_vae.py", "classifier.py", "tsne.py", "interpolate.py", "report.py",
+            "bookkeeping.py", "typeset.py"} <= code.keys()
+    start = appendix_start(pages)
+    assert texts(pages[start])[0] == typeset.APPENDIX                        # on a page of its own
+    lines = [t for fig in pages[start:] for t in texts(fig)]
+    files = {}                                                               # file → its lines, rebuilt
+    for t in lines:
+        if t in code:
+            files[t] = current = []
+        elif m := re.fullmatch(r" *(\d+|↪)(?:  (.*))?", t):
+            if m[1] == "↪":
+                current[-1] += " " + m[2]
+            else:
+                current.append(m[2] or "")
+    assert files.keys() == code.keys()
+    for name, source in code.items():                                       # wrapping only moves whitespace
+        assert ["".join(line.split()) for line in files[name]] == \
+            ["".join(line.split()) for line in source.rstrip("\n").split("\n")], name
+    if shutil.which("pdftotext"):
+        shown = subprocess.run(["pdftotext", str(out / "REPORT.pdf"), "-"], capture_output=True, text=True,
+                               check=True).stdout
+        assert "Appendix: the code" in shown
+        shown = "".join(shown.split())
+        for name, source in report.study_code().items():
+            longest = max((line for line in source.split("\n") if len(line) < 100), key=len)
+            assert name in shown and "".join(longest.split()) in shown, (name, longest)
+
+
+def test_unchanged_inputs_are_skipped_and_give_the_same_bytes(quick, tmp_path, capsys):
+    """Another folder with the same inputs: the same bytes (no date inside). A rerun is skipped; the skip config
+    holds a digest of every script in the appendix, so a changed script writes a new report."""
+    first, *_ = quick
+    out = write_metrics(tmp_path / "out", quick=True)
+    for name in FIGURE_SHAPES:
+        shutil.copy(first / name, out / name)
+    report.main(["--out", str(out)])
+    assert (out / "REPORT.pdf").read_bytes() == (first / "REPORT.pdf").read_bytes()
+    capsys.readouterr()
     report.main(["--out", str(out)])
     assert "report: skipped" in capsys.readouterr().out
-    report.main(["--out", str(out), "--force"])
-    assert (out / "REPORT.pdf").read_bytes() == pdf      # no date inside: the same inputs give the same bytes
+    config = json.loads((out / "report_metrics.json").read_text())["config"]
+    assert config["code"] == {name: report.file_digest(report.ROOT / name) for name in report.study_code()}
+    write_metrics(out, quick=True, conv_loss=90.0)
+    report.main(["--out", str(out)])
+    assert "report: wrote" in capsys.readouterr().out and "| conv | 25 | 90.00 |" in (out / "REPORT.md").read_text()

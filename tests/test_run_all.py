@@ -37,7 +37,7 @@ def test_quick_chain_writes_every_output(chain):
     assert not missing
     report = (out / "REPORT.md").read_text()
     for heading in ("## Parts 1–3: the models", "### Observations on the latent space",
-                    "### Observations on the interpolation", "![Part 4: t-SNE", "Smoke test (`--quick`)"):
+                    "### Observations on the interpolation", "](tsne.png)", "Smoke test (`--quick`)"):
         assert heading in report
     assert "SMOKE TEST" in result.stdout
     assert (out / "REPORT.pdf").read_bytes().startswith(b"%PDF")
