@@ -22,8 +22,10 @@ from bookkeeping import (UserError, atomic_write, cli, file_digest, make_parser,
 from typeset import write_pdf
 
 MODELS = ["mlp_100_100", "mlp_200_200", "mlp_300_300", "conv"]
-STEPS = {**{name: "python vae.py" for name in MODELS[:3]}, "conv": "python conv_vae.py",
-         "classifier": "python classifier.py", "tsne": "python tsne.py", "interpolation": "python interpolate.py"}
+STEPS = {**{f"{name}_metrics.json": "python vae.py" for name in MODELS[:3]}, "conv_metrics.json": "python conv_vae.py",
+         "saved_models.json": "python conv_vae.py", "classifier_metrics.json": "python classifier.py",
+         "reconstruction_accuracy.json": "python classifier.py", "tsne_metrics.json": "python tsne.py",
+         "interpolation_metrics.json": "python interpolate.py"}   # the metrics files, and the step that writes each
 ROOT = Path(__file__).resolve().parent
 
 # How strong the numbers must be before a verdict is drawn from them
@@ -73,6 +75,17 @@ model to a row:
 
 ![Every saved model decodes the same 15 prior samples](saved_models_samples.png)
 
+Part 3 also reconstructs the first test image of each digit with every saved model, decode(μ(x)), below the inputs.
+On the whole test set, the reconstruction error −log p(x | z = μ(x)), and how often the classifier of Part 4 still
+recognises the digit in the reconstruction:
+
+| model | reconstruction error (nats per image) | classifier accuracy on the reconstructions |
+| --- | --- | --- |
+{recon_rows}
+| the test images themselves | | {recon_accuracy[test_images]:.2%} |
+
+![Test images (top) and each saved model's reconstruction decode(μ(x))](reconstructions.png)
+
 ### Observations
 
 {model_notes}
@@ -82,17 +95,26 @@ model to a row:
 The classifier reaches {accuracy} test accuracy. {n_samples} vectors z ~ N(0, I) were decoded and classified;
 class counts 0–9: {class_counts}.
 
-| measure | latent vectors (20-D) | t-SNE of latents | t-SNE of decoded images |
-| --- | --- | --- | --- |
-| 10-NN agreement of predicted digits | {knn[latent]:.3f} | {knn[latent_embedding]:.3f} | {knn[image_embedding]:.3f} |
-| trustworthiness (k = 10) | | {trust[latent_embedding]:.3f} | {trust[image_embedding]:.3f} |
-| final KL(P‖Q) | | {tsne_kl[latent]:.3f} | {tsne_kl[image]:.3f} |
-| t-SNE seconds | | {tsne_seconds[latent]:.1f} | {tsne_seconds[image]:.1f} |
+Beside them, the encoded test set: the posterior means μ(x) of {n_encoded} test images, whose true digits are known.
+The 10-NN agreement counts how many of a point's 10 nearest neighbours share its digit: the predicted digit for
+prior samples, the true digit for encoded test images.
 
-The two t-SNE maps, one of the latent vectors and one of the images they decode to, each point coloured by the
-digit the classifier predicts for it:
+| measure | prior z (20-D) | map of prior z | map of decoded images | encoded μ(x) (20-D) | map of μ(x) |
+| --- | --- | --- | --- | --- | --- |
+| 10-NN agreement | {knn[latent]:.3f} | {knn[latent_embedding]:.3f} | {knn[image_embedding]:.3f} | {knn[encoded_latent]:.3f} | {knn[encoded_embedding]:.3f} |
+| trustworthiness (k = 10) | | {trust[latent_embedding]:.3f} | {trust[image_embedding]:.3f} | | {trust[encoded_embedding]:.3f} |
+| final KL(P‖Q) | | {tsne_kl[latent]:.3f} | {tsne_kl[image]:.3f} | | {tsne_kl[encoded]:.3f} |
+| t-SNE seconds | | {tsne_seconds[latent]:.1f} | {tsne_seconds[image]:.1f} | | {tsne_seconds[encoded]:.1f} |
 
-![t-SNE of prior samples, coloured by predicted digit](tsne.png)
+The three t-SNE maps: the prior samples' latent vectors and the images they decode to, coloured by the digit the
+classifier predicts, and the encoded test images, coloured by their true digit:
+
+![t-SNE of prior samples (left, middle) and of encoded test images (right)](tsne.png)
+
+How far prior samples land from the encoded data: the distance from each prior sample to the nearest μ(x) of test
+half A, against the same distance from the μ(x) of test half B, held out:
+
+![Distance to the nearest encoded test image, from prior samples and from held-out encoded images](latent_distances.png)
 
 ### Observations on the latent space
 
@@ -106,6 +128,16 @@ classifier's verdict on each frame, and then its class probabilities along the p
 ![Interpolation, linear (top) and spherical (bottom)](interpolation.png)
 
 ![Class probabilities along the path](interpolation_probs.png)
+
+The same search found an end for each of the ten digits, and the same two kinds of path join every pair of them.
+For each of the 45 pairs, how many of the {pair_steps} frames the classifier calls a digit that is neither end:
+
+![Frames that are a third digit, for every pair of digits, linear and slerp](interpolation_pairs.png)
+
+Last, a traversal of the latent space: each unit in turn swept from −3 to 3 with the others at 0, sorted by how much
+the decoded image changes:
+
+![Latent traversal, one unit per row](traversal.png)
 
 ### Observations on the interpolation
 
@@ -223,6 +255,17 @@ def norm_dip(i):
                "ever fall." if dips else "; here the two paths stay equally far from the centre."))
 
 
+def prior_vs_posterior(knn):
+    """Do digits separate more in the map of encoded test images than in the map of prior samples?"""
+    prior, posterior = knn["latent_embedding"], knn["encoded_embedding"]
+    numbers = (f"In the map of prior samples, {pct(prior)} of a point's 10 nearest neighbours share its predicted "
+               f"digit; in the map of encoded test images, {pct(posterior)} share its true digit")
+    if abs(prior - posterior) < TIE_AGREEMENT:
+        return numbers + f": a tie, within {TIE_AGREEMENT:.2f}."
+    return numbers + (": the digits live where the encoder puts the data; the isotropic prior spreads them out."
+                      if posterior > prior else ": the prior's map separates the digits more than the encoded data's.")
+
+
 def bottleneck(accuracy, recon_accuracy, epochs):
     """How much digit identity survives each model's reconstruction, against the test images themselves."""
     models = {name: a for name, a in recon_accuracy.items() if name != "test_images"}
@@ -239,11 +282,13 @@ def bottleneck(accuracy, recon_accuracy, epochs):
     return f"{numbers}: {best}, losing {pct(lost)} of the accuracy to the bottleneck."
 
 
-def prior_holes(holes):
+def prior_holes(holes, firm):
     """Do prior samples land farther from the encoded data than held-out encoded data does?"""
     prior, held_out = holes["median_prior_to_a"], holes["median_b_to_a"]
     numbers = (f"The median distance from a prior sample to its nearest posterior mean μ(x) of test half A is "
                f"{prior:.2f}, against {held_out:.2f} from a posterior mean of half B")
+    if not firm:
+        return numbers + "; a model this briefly trained says nothing about the prior's holes."
     if abs(prior - held_out) < TIE_DISTANCE * held_out:
         return numbers + f": within {TIE_DISTANCE:.0%}, so the prior covers the encoded data without visible holes."
     if prior > held_out:
@@ -252,7 +297,7 @@ def prior_holes(holes):
     return numbers + ": prior samples lie closer to the encoded data than held-out digits do."
 
 
-def traversal_use(change, variance):
+def traversal_use(change, variance, firm):
     """Does sweeping an active unit change the image more than sweeping an inactive one?"""
     active = [c for c, v in zip(change, variance) if v > 0.01]
     inactive = [c for c, v in zip(change, variance) if v <= 0.01]
@@ -260,11 +305,13 @@ def traversal_use(change, variance):
     if not active or not inactive:
         return (f"All {len(change)} units are {'active' if active else 'inactive'}; sweeping them changes the image "
                 f"by {min(change):.1f} to {max(change):.1f} (pixel L2 along the sweep).")
-    return (f"Sweeping one of the {len(active)} active units (variance of μ above 0.01) from −3 to 3 changes the "
-            f"decoded image by {mean(active):.1f} on average (pixel L2 along the sweep), one of the "
-            f"{len(inactive)} inactive units by {mean(inactive):.1f}: "
-            + ("the decoder reads the units the encoder uses, and ignores the collapsed ones."
-               if mean(active) > 2 * mean(inactive) else "the two groups are not clearly apart."))
+    numbers = (f"Sweeping one of the {len(active)} active units (variance of μ above 0.01) from −3 to 3 changes the "
+               f"decoded image by {mean(active):.1f} on average (pixel L2 along the sweep), one of the "
+               f"{len(inactive)} inactive units by {mean(inactive):.1f}")
+    if not firm:
+        return numbers + "; a model this briefly trained says nothing about which units its decoder uses."
+    return numbers + (": the decoder reads the units the encoder uses, and ignores the collapsed ones."
+                      if mean(active) > 2 * mean(inactive) else ": the two groups are not clearly apart.")
 
 
 def pair_paths(pairs, accuracy, confident):
@@ -285,7 +332,7 @@ def pair_paths(pairs, accuracy, confident):
 # ---------------------------------------------------------------------------------------------------------------
 # The three groups of observations
 
-def model_notes(models):
+def model_notes(models, recon_accuracy, accuracy):
     loss = {name: m["test"]["neg_elbo"] for name, m in models.items()}
     epochs = {name: len(m["history"]) for name, m in models.items()}
     kl = {name: m["test"]["kl"] for name, m in models.items()}
@@ -303,24 +350,27 @@ def model_notes(models):
         f"Active latent units (variance of the posterior mean above 0.01), of {latent}: {active}; the others "
         f"collapse to the prior and carry nothing about x.",
         overfitting(models),
+        bottleneck(accuracy, recon_accuracy, epochs),
     ]
 
 
-def latent_notes(t, accuracy):
+def latent_notes(t, accuracy, firm):
     counts = t["class_counts"]
     share = [c / sum(counts) for c in counts]
     confidence = (f"The classifier's mean confidence on the {sum(counts)} decoded samples is "
                   f"{t['mean_confidence']:.3f}, and {pct(t['low_confidence_share'])} of them get less than 0.5.")
     if not classifier_trusted(accuracy):
         return [f"The classifier reaches only {pct(accuracy)} test accuracy, below the {pct(MIN_ACCURACY)} needed "
-                f"to read its labels as digits, so no conclusion is drawn from them.", confidence]
+                f"to read its labels as digits, so no conclusion is drawn from them.", confidence,
+                prior_holes(t["holes"], firm)]
     return [class_balance(share),
             confidence + " Those decode to shapes the classifier cannot place, blends between digit regions.",
             latent_clustering(t["knn_agreement"]["latent"], sum(s * s for s in share)),
-            map_comparison(t["knn_agreement"], t["trustworthiness"])]
+            map_comparison(t["knn_agreement"], t["trustworthiness"]),
+            prior_vs_posterior(t["knn_agreement"]), prior_holes(t["holes"], firm)]
 
 
-def path_notes(i, accuracy, threshold=0.9):
+def path_notes(i, accuracy, unit_variance, firm, threshold=0.9):
     a, b = i["config"]["from"], i["config"]["to"]
     ends = i["ends"]
     notes = [f"The ends are {a} ({ends['from']['source']}, confidence {ends['from']['confidence']:.3f}) and {b} "
@@ -331,8 +381,11 @@ def path_notes(i, accuracy, threshold=0.9):
         notes.append(f"The classifier is not confident that the ends are a {a} and a {b} (it needs {threshold} "
                      f"and {pct(MIN_ACCURACY)} test accuracy), so the path says nothing about how a {a} turns "
                      f"into a {b}.")
-        return notes + [norm_dip(i)]
-    return notes + [path_story(kind, i[kind], a, b) for kind in ("linear", "slerp")] + [norm_dip(i)]
+    else:
+        notes += [path_story(kind, i[kind], a, b) for kind in ("linear", "slerp")]
+    confident = all(end["confidence"] >= threshold for end in i["all_ends"].values())
+    return notes + [norm_dip(i), pair_paths(i["pairs"], accuracy, confident),
+                    traversal_use(i["traversal"]["change"], unit_variance, firm)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -342,7 +395,8 @@ def load_metrics(out):
     """Every step's metrics, or a one-line error naming the step to run first."""
     metrics = {}
     for name, step in STEPS.items():
-        path = out / f"{name}_metrics.json"
+        path = out / name
+        name = name.removesuffix(".json").removesuffix("_metrics")
         metrics[name] = read_metrics(path)
         if metrics[name] is None:
             raise UserError(f"{path} is missing or unreadable: run `{step}` first (with the same --out)")
@@ -368,13 +422,20 @@ def markdown(m, out):
     rows = [f"| {name} | {len(mm['history'])} | {mm['test']['neg_elbo']:.2f} | {mm['test']['rec']:.2f} | "
             f"{mm['test']['kl']:.2f} | {mm['iw']['log_likelihood']:.2f} | {mm['iw']['neg_elbo']:.2f} | "
             f"{mm['active_units']} | {mm['seconds_per_epoch']:.2f} |" for name, mm in models.items()]
+    # the conv VAE's own verdicts need a model that trained for real
+    firm = not is_smoke_test(m) and len(models["conv"]["history"]) >= MIN_EPOCHS
+    recon = m["reconstruction_accuracy"]["accuracy"]
+    recon_rows = [f"| {name} | {error:.2f} | {recon[name]:.2%} |"
+                  for name, error in m["saved_models"]["reconstruction_error"].items() if name in recon]
     text = TEMPLATE.format(
         run=run_line(m), smoke_test=SMOKE_TEST if is_smoke_test(m) else "", model_rows="\n".join(rows),
         n_test=models["conv"]["test"]["images"], iw_k=iw["samples"], iw_n=iw["images"],
-        model_notes=bullets(model_notes(models)), accuracy=pct(accuracy), n_samples=t["n_samples"],
+        model_notes=bullets(model_notes(models, recon, accuracy)), accuracy=pct(accuracy),
+        n_samples=t["n_samples"], n_encoded=t["n_encoded"], recon_rows="\n".join(recon_rows), recon_accuracy=recon,
+        pair_steps=m["interpolation"]["pairs"]["steps"],
         class_counts=", ".join(map(str, t["class_counts"])), knn=t["knn_agreement"], trust=t["trustworthiness"],
-        tsne_kl=t["kl"], tsne_seconds=t["seconds"], latent_notes=bullets(latent_notes(t, accuracy)),
-        path_notes=bullets(path_notes(m["interpolation"], accuracy)))
+        tsne_kl=t["kl"], tsne_seconds=t["seconds"], latent_notes=bullets(latent_notes(t, accuracy, firm)),
+        path_notes=bullets(path_notes(m["interpolation"], accuracy, m["conv"]["unit_variance"], firm)))
     # A figure that a step did not write is named, not shown as a broken image
     return re.sub(r"!\[(.*)\]\((.+)\)", lambda f: f[0] if (out / f[2]).is_file() else f"({f[2]} is missing: {f[1]})",
                   text)
@@ -401,7 +462,7 @@ def main(argv=None):
     out = prepare_out(args.out)
     m = load_metrics(out)
     code = study_code()
-    inputs = [f"{name}_metrics.json" for name in STEPS] + [f for f in FIGURES if (out / f).is_file()]
+    inputs = list(STEPS) + [f for f in FIGURES if (out / f).is_file()]
     config = {"inputs": {f: file_digest(out / f) for f in inputs},
               "code": {name: file_digest(ROOT / name) for name in code}}   # new code, a new report and appendix
     if not args.force and outputs_complete(out / "report_metrics.json", config, [out / "REPORT.md", out / "REPORT.pdf"]):

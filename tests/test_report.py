@@ -19,7 +19,8 @@ MODELS = {"mlp_100_100": 104.5, "mlp_200_200": 98.9, "mlp_300_300": 97.0, "conv"
 
 
 def write_metrics(out, conv_loss=93.4, counts=(500, 700, 480, 450, 460, 400, 520, 560, 430, 500), low_share=0.08,
-                  epochs=25, accuracy=0.9942, quick=False, knn_image=0.90, iw_neg_elbo_offset=1.0):
+                  epochs=25, accuracy=0.9942, quick=False, knn_image=0.90, iw_neg_elbo_offset=1.0,
+                  holes=(3.1, 1.2), third_digit=(2, 0), recon_accuracy=(0.93, 0.97, 0.975, 0.985)):
     """A full set of metrics files of the shape the steps write, with a few numbers to vary."""
     out.mkdir(parents=True, exist_ok=True)
     losses = dict(MODELS, conv=conv_loss)
@@ -34,15 +35,23 @@ def write_metrics(out, conv_loss=93.4, counts=(500, 700, 480, 450, 460, 400, 520
                                             "eval": {"iw_samples": 200, "iw_images": 1000}},
                    "device": "cpu: test", "torch": "2.14.1", "history": history,
                    "test": {"neg_elbo": loss, "rec": loss - kl, "kl": kl, "images": 10000}, "iw": iw,
-                   "active_units": 10 + i, "seconds_per_epoch": 1.0}
+                   "active_units": 10 + i, "seconds_per_epoch": 1.0,
+                   "unit_variance": [0.9] * (10 + i) + [0.001] * (10 - i)}
         (out / f"{name}_metrics.json").write_text(json.dumps(metrics))
+    (out / "saved_models.json").write_text(json.dumps({"config": {}, "models": list(losses),
+                                                       "reconstruction_error": {n: l - 20 for n, l in losses.items()}}))
+    (out / "reconstruction_accuracy.json").write_text(json.dumps({"config": {}, "accuracy": {
+        "test_images": accuracy, **dict(zip(losses, recon_accuracy))}}))
     (out / "classifier_metrics.json").write_text(json.dumps({"config": {"quick": quick},
                                                              "test_accuracy": accuracy}))
     tsne = {"config": {"quick": quick}, "n_samples": sum(counts), "class_counts": list(counts),
             "mean_confidence": 0.93, "low_confidence_share": low_share,
-            "knn_agreement": {"latent": 0.31, "latent_embedding": 0.84, "image_embedding": knn_image},
-            "trustworthiness": {"latent_embedding": 0.95, "image_embedding": 0.97},
-            "kl": {"latent": 1.5, "image": 1.3}, "seconds": {"latent": 10.0, "image": 11.0}}
+            "knn_agreement": {"latent": 0.31, "latent_embedding": 0.84, "image_embedding": knn_image,
+                              "encoded_latent": 0.95, "encoded_embedding": 0.94},
+            "trustworthiness": {"latent_embedding": 0.95, "image_embedding": 0.97, "encoded_embedding": 0.98},
+            "kl": {"latent": 1.5, "image": 1.3, "encoded": 1.2},
+            "seconds": {"latent": 10.0, "image": 11.0, "encoded": 9.0}, "n_encoded": 5000,
+            "holes": {"median_prior_to_a": holes[0], "median_b_to_a": holes[1], "half_size": 5000}}
     (out / "tsne_metrics.json").write_text(json.dumps(tsne))
     path = {"labels": [4, 4, 9, 7, 7], "changes": [{"step": 2, "t": 0.5, "from": 4, "to": 9},
                                                    {"step": 3, "t": 0.75, "from": 9, "to": 7}],
@@ -52,7 +61,14 @@ def write_metrics(out, conv_loss=93.4, counts=(500, 700, 480, 450, 460, 400, 520
                      "ends": {"from": {"source": "prior", "confidence": 0.99, "z": [0.0] * 20},
                               "to": {"source": "prior", "confidence": 0.98, "z": [0.0] * 20}},
                      "latent_distance": 6.1, "linear": path,
-                     "slerp": dict(path, mean_frame_l2=3.4, z_norms=[4.5, 4.5, 4.5, 4.5, 4.4])}
+                     "slerp": dict(path, mean_frame_l2=3.4, z_norms=[4.5, 4.5, 4.5, 4.5, 4.4]),
+                     "all_ends": {str(d): {"source": "prior", "confidence": 0.95} for d in range(10)},
+                     # linear: pairs 0 and 1 pass a third digit (3 and 1 frames); slerp: the first third_digit[1]
+                     "pairs": {"steps": 10, "pairs": [[a, b] for a in range(10) for b in range(a + 1, 10)],
+                               "linear": {"third_digit_frames": [3, 1] + [0] * 43, "min_confidence": [0.5] * 45},
+                               "slerp": {"third_digit_frames": [1] * third_digit[1] + [0] * (45 - third_digit[1]),
+                                         "min_confidence": [0.6] * 45}},
+                     "traversal": {"values": [-3, 0, 3], "change": [12.0] * 13 + [0.5] * 7, "order": list(range(20))}}
     (out / "interpolation_metrics.json").write_text(json.dumps(interpolation))
     return out
 
@@ -73,6 +89,32 @@ def test_report_cites_the_metrics(tmp_path):
     assert "|z| falls to 3.40, against 4.40 for slerp" in text and "cuts through the centre" in text
     assert "Smoke test" not in text
     assert "Full run · cpu: test · torch 2.14.1" in text.split("##")[0]
+
+
+def test_the_latent_space_observations_cite_their_numbers(tmp_path):
+    text = report_text(tmp_path)
+    # prior holes: 3.10 against 1.20, 2.6 times
+    assert "is 3.10, against 1.20 from a posterior mean of half B (2.6×): many prior samples fall in holes" in text
+    assert "in the map of encoded test images, 94.0% share its true digit" in text
+    # 45 pairs: linear 2 pairs (4 frames), slerp 0; 2 is within the tie of 2 pairs
+    assert "linear paths pass through a third digit in 2 of 45 pairs (4 frames in all), slerp paths in 0" in text
+    assert "a tie (within 2 pairs)" in text
+    # traversal: the conv VAE has 13 active units (variance 0.9), each changing the image by 12.0, 7 inactive by 0.5
+    assert "one of the 13 active units" in text and "by 12.0 on average" in text and "inactive units by 0.5" in text
+    assert "the decoder reads the units the encoder uses" in text
+    # reconstructions: conv keeps the digit best, 98.5% against 99.42% on the test images
+    assert "| conv | 73.40 | 98.50% |" in text and "conv keeps the digit best, losing 0.9%" in text
+
+
+def test_latent_space_verdicts_follow_their_numbers(tmp_path):
+    assert "within 5%, so the prior covers the encoded data" in report_text(tmp_path, holes=(1.22, 1.2))
+    text = report_text(tmp_path / "b", third_digit=(2, 9))
+    assert "slerp paths in 9 (9 frames): linear paths pass through other digits less often" in text
+    text = report_text(tmp_path / "c", recon_accuracy=(0.93, 0.97, 0.982, 0.985))
+    assert "conv and mlp_300_300 keep the digit about equally well" in text
+    text = report_text(tmp_path / "d", quick=True)
+    assert "many prior samples fall in holes" not in text and "says nothing about the prior's holes" in text
+    assert "the decoder reads the units" not in text
 
 
 def test_the_bound_gap_compares_the_same_images(tmp_path):
