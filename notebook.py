@@ -131,6 +131,12 @@ def run(script):
             display(Image(filename=str(RESULTS / name)))
 """
 
+RUN_ALL_INTRO = """\
+### `run_all.sh`
+
+The same study from a shell, one step after another (`!bash run_all.sh` runs it here too). The cells below run its
+steps one at a time; `report.py` reads the list of steps from it, for the code appendix of REPORT.pdf."""
+
 REPORT_INTRO = """\
 ## The report
 
@@ -233,7 +239,8 @@ def build(root=ROOT):
              code("parameters", PARAMETERS, tags=["parameters"]),
              code("device", DEVICE_CELL),
              markdown("runner-intro", RUNNER_INTRO),
-             code("runner", RUNNER)]
+             code("runner", RUNNER),
+             markdown("about-run_all", RUN_ALL_INTRO), writefile(root, "run_all.sh")]
     written = set()
     for i, (title, script) in enumerate(steps):
         for module in dependencies(root, script):

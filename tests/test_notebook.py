@@ -55,7 +55,8 @@ def test_modules_come_before_the_first_part_that_needs_them(tmp_path):
         "unused.py": "",
     })
     nb = notebook.build(root)
-    assert layout(nb) == ["write-consts", "write-core", "write-a", "run-a", "write-extra", "write-b", "run-b"]
+    assert layout(nb) == ["write-run_all", "write-consts", "write-core", "write-a", "run-a", "write-extra", "write-b",
+                          "run-b"]
     about_a = next(c for c in nb["cells"] if c["id"] == "about-a")
     assert "".join(about_a["source"]) == "## One (`a.py`)\n\na.py, the docstring."
     write_core = next(c for c in nb["cells"] if c["id"] == "write-core")
@@ -187,7 +188,7 @@ def test_last_cell_shows_the_report(executed):
     nb, _, out = executed
     last = nb.cells[-1]
     text = "".join(o["data"]["text/markdown"] for o in last.outputs if "text/markdown" in o.get("data", {}))
-    assert text.startswith("# VAEs on MNIST: the report") and "### Observations on the interpolation" in text
+    assert text.startswith("# Variational autoencoders on MNIST") and "### Observations on the interpolation" in text
     assert str(out / "REPORT.pdf") in text and "files.download" in text
     report = (out / "REPORT.md").read_text()
     report_figures = sorted(p.read_bytes() for p in out.glob("*.png") if f"]({p.name})" in report)
