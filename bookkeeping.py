@@ -179,6 +179,7 @@ class TrainingCheckpoint:
         if self.saved and as_json([self.saved["model"], self.saved["train"]]) != self.settings:
             print(f"{self.path.name}: made with other settings; training again")
             self.saved = None
+        self.epochs_saved = len(self.saved["history"]) if self.saved else 0   # what a rerun would resume from
 
     @property
     def complete(self):
@@ -214,12 +215,12 @@ class TrainingCheckpoint:
                 torch.cuda.set_rng_state(rng["cuda"])
 
     @contextlib.contextmanager
-    def on_interrupt(self, history):
+    def on_interrupt(self):
         """Turn Ctrl-C into one line that says which epoch is saved and how to resume."""
         try:
             yield
         except KeyboardInterrupt:
-            saved = f"epoch {len(history)} is saved in {self.path}" if history else "no epoch was finished"
+            saved = f"epoch {self.epochs_saved} is saved in {self.path}" if self.epochs_saved else "no epoch was saved"
             raise Interrupted(f"{self.path.stem}: interrupted; {saved}; run the same command to resume") from None
 
     def save(self, model, opt, history, shuffle, device):
@@ -230,6 +231,7 @@ class TrainingCheckpoint:
             "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
             "rng": {"shuffle": shuffle.get_state(), "cpu": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}})
+        self.epochs_saved = len(history)   # only once the file is in place: Ctrl-C mid-write keeps the last one
 
     def finish(self, model, history, metrics):
         """The final checkpoint: weights, history and metrics, without the optimiser."""

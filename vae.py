@@ -153,7 +153,7 @@ def train(model, loss_fn, train_data, test_fn, args, ckpt, device):
         step = cuda_graph_or_plain(step, model, opt, [t[:batch_size] for t in train_data])
     shuffle = torch.Generator().manual_seed(args.seed)
     ckpt.restore_random_state(shuffle, device)         # after the graph's warm-up, which draws random numbers
-    with ckpt.on_interrupt(history):
+    with ckpt.on_interrupt():
         for epoch in range(len(history), args.epochs):
             set_lr(opt, cosine_lr(args.lr, epoch, args.epochs))
             model.train()
