@@ -5,8 +5,8 @@
     python benchmarks/bench_tsne.py --quality            # N=5000: trustworthiness and 10-NN accuracy
     python benchmarks/bench_tsne.py --data-dir ../shared/data --repeats 3
 
-Targets: N=2000 on a 2-core CPU in 5 s; N=10000 on an H200 in 1.5 s; at N=5000, trustworthiness (k=10) >= 0.98
-and 10-NN accuracy >= 0.92. This is a script, not a test: it needs the real MNIST files.
+The project's goals: N=2000 on a 2-core CPU in under 5 s; N=10000 on an H200 in 1.5 s; at N=5000, trustworthiness
+(k=10) >= 0.98 and 10-NN accuracy >= 0.92. This is a script, not a test: it needs the real MNIST files.
 """
 import argparse
 import os
