@@ -18,7 +18,9 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -224,20 +226,37 @@ class TrainingCheckpoint:
             raise Interrupted(f"{self.path.stem}: interrupted; {saved}; run the same command to resume") from None
 
     def save(self, model, opt, history, shuffle, device):
-        """After each epoch: everything needed to resume."""
+        """After each epoch: everything needed to resume. Ctrl-C waits until the file and the count are written."""
         model_config, train_config = self.settings
-        save_checkpoint(self.path, {
-            "model": model_config, "train": train_config, "complete": False, "history": history,
-            "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
-            "rng": {"shuffle": shuffle.get_state(), "cpu": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}})
-        self.epochs_saved = len(history)   # only once the file is in place: Ctrl-C mid-write keeps the last one
+        with deferred_interrupt():
+            save_checkpoint(self.path, {
+                "model": model_config, "train": train_config, "complete": False, "history": history,
+                "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
+                "rng": {"shuffle": shuffle.get_state(), "cpu": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}})
+            self.epochs_saved = len(history)
 
     def finish(self, model, history, metrics):
         """The final checkpoint: weights, history and metrics, without the optimiser."""
         model_config, train_config = self.settings
         save_checkpoint(self.path, {"model": model_config, "train": train_config, "complete": True,
                                     "history": history, "state_dict": model.state_dict(), "metrics": metrics})
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Hold Ctrl-C until the block is done, then raise it: a checkpoint and the count of saved epochs stay in step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = signal.signal(signal.SIGINT, lambda *_: pending.append(1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            raise KeyboardInterrupt
 
 
 # ---------------------------------------------------------------------------------------------------------------

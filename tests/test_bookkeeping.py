@@ -88,7 +88,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(tiny_data, tmp
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "mlp_20_20: interrupted; epoch" in lines[0] and "run the same command to resume" in lines[0]
     saved = int(lines[0].split("; epoch ")[1].split()[0])
-    assert saved >= 2
+    assert saved >= 1
     code, stdout, _ = start_and_interrupt(cmd, lambda stdout: "resuming" in stdout, tmp_path)
     assert f"resuming after epoch {saved} " in stdout and code == 130
 
