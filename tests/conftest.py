@@ -1,5 +1,6 @@
 """Shared test fixtures: a tiny MNIST written in IDX format, so that tests never need the real data set."""
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -10,6 +11,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# A shell that starts a job in the background without job control makes it ignore SIGINT, and its children inherit
+# that; then no Ctrl-C test could interrupt anything. Tests run as from a terminal: SIGINT raises KeyboardInterrupt
+# here, and the programs they start get the default action.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 IDX_NAMES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
