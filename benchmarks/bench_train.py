@@ -3,6 +3,7 @@ Seconds per training epoch, for each model and three input pipelines (a benchmar
 
     python benchmarks/bench_train.py --data-dir ../shared/data
     python benchmarks/bench_train.py --data-dir ../shared/data --models mlp_300_300 conv --batches 100
+    python benchmarks/bench_train.py --data-dir ../shared/data --models mlp_200_200 --busy 1   # beside another job
 
 Pipelines:
   dataloader  torchvision's MNIST with ToTensor through a DataLoader, batches copied to the device: what most
@@ -22,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bookkeeping              # noqa: E402
 import vae                      # noqa: E402
+from busy import busy           # noqa: E402
 from conv_vae import ConvVAE    # noqa: E402
 
 MODELS = {"mlp_100_100": lambda: vae.MLPVAE((100, 100)), "mlp_200_200": lambda: vae.MLPVAE((200, 200)),
@@ -94,6 +96,12 @@ def main():
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--batches", type=int, default=None,
                    help="time this many batches and scale to an epoch (default: full epochs on CUDA, 50 elsewhere)")
+    p.add_argument("--pipelines", nargs="+", default=None, choices=["dataloader", "resident", "graph"],
+                   help="input pipelines to time (default: all that the device has)")
+    p.add_argument("--busy", type=int, default=0, metavar="K",
+                   help="start K other processes multiplying 256×256 matrices while timing (default: 0)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: one per free core, as the study scripts choose)")
     args = p.parse_args()
     device = bookkeeping.pick_device(args.device)
     batches = args.batches or (None if device.type == "cuda" else 50)
@@ -104,16 +112,23 @@ def main():
     print(f"device: {bookkeeping.device_name(device)}; torch {torch.__version__}")
     print(f"seconds per epoch of {full} batches of {BATCH_SIZE}"
           + ("" if batches is None else f", timed on {batches} batches and scaled by {scale:.2f}"))
-    pipelines = ["dataloader", "resident"] + (["graph"] if device.type == "cuda" else [])
-    print(f"{'model':<14}" + "".join(f"{name:>12}" for name in pipelines))
-    for name in args.models:
-        make_model = MODELS[name]
-        row = [time_dataloader(make_model, args.data_dir, device, batches),
-               time_resident(make_model, train_x, device, batches, graph=False)]
-        if device.type == "cuda":
-            row.append(time_resident(make_model, train_x, device, batches, graph=True))
-        print(f"{name:<14}" + "".join(f"{s * scale:12.3f}" for s in row), flush=True)
-
+    pipelines = args.pipelines or ["dataloader", "resident"] + (["graph"] if device.type == "cuda" else [])
+    with busy(args.busy):
+        if args.busy:
+            print(f"beside {args.busy} other process(es) multiplying 256×256 matrices with torch's default threads")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        else:
+            bookkeeping.use_free_cores()   # as the study's scripts do when they start
+        print(f"{torch.get_num_threads()} CPU thread(s)")
+        print(f"{'model':<14}" + "".join(f"{name:>12}" for name in pipelines))
+        for name in args.models:
+            make_model = MODELS[name]
+            timers = {"dataloader": lambda: time_dataloader(make_model, args.data_dir, device, batches),
+                      "resident": lambda: time_resident(make_model, train_x, device, batches, graph=False),
+                      "graph": lambda: time_resident(make_model, train_x, device, batches, graph=True)}
+            row = [timers[pipeline]() for pipeline in pipelines]
+            print(f"{name:<14}" + "".join(f"{s * scale:12.3f}" for s in row), flush=True)
 
 if __name__ == "__main__":
     main()
