@@ -404,7 +404,8 @@ def use_free_cores():
         return torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = max(1, min(TORCH_THREADS, cores - round(busy_cores())))
-    torch.set_num_threads(threads)
+    if threads != torch.get_num_threads():   # on an idle machine torch's own setting stays as it was
+        torch.set_num_threads(threads)
     return threads
 
 
