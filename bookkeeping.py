@@ -373,22 +373,26 @@ def device_name(device):
 TORCH_THREADS = torch.get_num_threads()   # torch's own choice: one thread per core
 
 
-def busy_cores(seconds=0.25):
-    """How many cores other processes kept busy during the next `seconds` (from /proc/stat: Linux; 0 elsewhere).
-    Time the hypervisor gave to other machines (steal) counts as busy."""
-    def busy_and_total():
+def cpu_seconds():
+    """(busy, total) CPU seconds of all cores together since boot, from /proc/stat (Linux; zeros elsewhere). Busy is
+    all but idle and iowait, so time the hypervisor gave to other machines (steal) counts as busy."""
+    try:
         with open("/proc/stat") as f:
             ticks = [int(v) for v in f.readline().split()[1:]]   # the "cpu" line: all cores together
-        return sum(ticks) - ticks[3] - ticks[4], sum(ticks)        # all but idle and iowait
-    try:
-        busy0, total0 = busy_and_total()
-        ours0 = time.process_time()
-        time.sleep(seconds)
-        busy1, total1 = busy_and_total()
     except OSError:
-        return 0.0
-    ours = (time.process_time() - ours0) * os.sysconf("SC_CLK_TCK")
-    return max(0.0, busy1 - busy0 - ours) / max(total1 - total0, 1) * os.cpu_count()
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4]) / tick, sum(ticks) / tick
+
+
+def busy_cores(seconds=0.25):
+    """How many cores other processes kept busy during the next `seconds` (0 where /proc/stat is missing)."""
+    busy0, total0 = cpu_seconds()
+    ours0 = time.process_time()
+    time.sleep(seconds)
+    busy1, total1 = cpu_seconds()
+    ours = time.process_time() - ours0
+    return max(0.0, busy1 - busy0 - ours) / max(total1 - total0, 1e-9) * os.cpu_count()
 
 
 def use_free_cores():

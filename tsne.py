@@ -66,7 +66,7 @@ MIN_GAIN = 0.01            # per-coordinate gains never fall below this
 INIT_STD = 1e-4            # the start: PCA scaled so that its first column has this std, or N(0, INIT_STD²)
 
 # the fast path's working memory: a strip of rows × N columns, 3 float32 values per pair
-STRIP_ELEMENTS = {"cpu": 2**20, "cuda": 2**26}  # 12 MB on a CPU, within its L3 cache; on a GPU, few large kernels
+STRIP_ELEMENTS = {"cpu": 2**20, "cuda": 2**26}  # 12 MB on a CPU, the fastest size tried; on a GPU, few large kernels
 
 
 # ---------------------------------------------------------------------------------------------------------------

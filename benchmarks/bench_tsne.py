@@ -42,27 +42,16 @@ PERPLEXITY = 30.0
 N_ITER = 1000
 
 
-def cpu_seconds():
-    """(busy, elapsed) CPU seconds summed over all cores since boot, from /proc/stat (Linux; zeros elsewhere)."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return 0.0, 0.0
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK"), sum(ticks) / os.sysconf("SC_CLK_TCK")
-
-
 class OthersLoad:
     """with OthersLoad() as load: ...; then load.share is the CPU share that other processes took meanwhile."""
 
     def __enter__(self):
-        self.busy, self.total = cpu_seconds()
+        self.busy, self.total = bookkeeping.cpu_seconds()
         self.ours = time.process_time()
         return self
 
     def __exit__(self, *exc):
-        busy, total = cpu_seconds()
+        busy, total = bookkeeping.cpu_seconds()
         others = busy - self.busy - (time.process_time() - self.ours)
         self.share = max(others, 0.0) / max(total - self.total, 1e-9)
 
