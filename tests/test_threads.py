@@ -4,6 +4,7 @@ when it is set.
     python -m pytest tests/test_threads.py -q
 """
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,3 +46,12 @@ def test_omp_num_threads_decides(monkeypatch):
 def test_busy_cores_is_a_share_of_the_machine():
     busy = bookkeeping.busy_cores(0.05)
     assert 0.0 <= busy <= os.cpu_count() + 0.5
+
+
+def test_the_benchmarks_busy_processes_run_while_held_and_stop_after(monkeypatch):
+    """benchmarks/busy.py, the load beside which --busy K times: K live processes inside the block, none after."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from busy import busy
+    with busy(2) as procs:
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+    assert all(p.poll() is not None for p in procs)
