@@ -429,3 +429,8 @@ def start(args, config):
     if args.quick:
         print(SMOKE_TEST)
     return device, prepare_out(args.out)
+
+
+def plural(n, word):
+    """'1 unit', '12 units': a count with its noun, for printed lines and the report."""
+    return f"{n} {word}{'' if n == 1 else 's'}"

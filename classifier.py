@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from bookkeeping import TrainingCheckpoint, cli, device_name, file_digest, load_trained, make_parser, \
     outputs_complete, parse, save_json, start
-from conv_vae import LATENT_DIM, load_saved_models, saved_model_digests
-from vae import add_training_args, load_mnist, reconstruct, train
+from conv_vae import load_saved_models, saved_model_digests
+from vae import add_latent_dim_arg, add_training_args, load_mnist, reconstruct, train
 
 EPOCHS = 8
 BATCH_SIZE = 128
@@ -90,7 +90,7 @@ def reconstruction_accuracy(out, device, args, data):
     """The classifier's accuracy on each saved VAE's reconstructions σ(decode(μ(x))) of the whole test set,
     beside its accuracy on the test images themselves. Writes reconstruction_accuracy.json."""
     path = out / "reconstruction_accuracy.json"
-    config = {"classifier": file_digest(out / "classifier.pt"), "models": saved_model_digests(out, LATENT_DIM),
+    config = {"classifier": file_digest(out / "classifier.pt"), "models": saved_model_digests(out, args.latent_dim),
               "quick": args.quick}
     if not config["models"]:
         print(f"classifier: no saved VAE in {out} whose reconstructions to judge; run vae.py and conv_vae.py first")
@@ -100,7 +100,7 @@ def reconstruction_accuracy(out, device, args, data):
         return
     _, _, test_x, test_y = data()
     classifier = load_classifier(out, device)
-    models = load_saved_models(out, LATENT_DIM, device, "classifier")
+    models = load_saved_models(out, args.latent_dim, device, "classifier")
     result = {"test_images": accuracy(classifier, test_x, test_y),
               **{name: accuracy(classifier, torch.sigmoid(reconstruct(model, test_x)), test_y)
                  for name, model in models.items()}}
@@ -114,6 +114,7 @@ def reconstruction_accuracy(out, device, args, data):
 def main(argv=None):
     p = make_parser("Part 4: train the CNN digit classifier on MNIST, with one-hot labels.")
     add_training_args(p, EPOCHS, BATCH_SIZE, LR)
+    add_latent_dim_arg(p)   # which VAEs' reconstructions to judge
     args = parse(p, argv)
     args.epochs = args.epochs or (1 if args.quick else EPOCHS)
     device, out = start(args, vars(args))

@@ -4,6 +4,7 @@
 #   pip install -r requirements.txt && bash run_all.sh
 #   bash run_all.sh --quick                       # a smoke test: every step on a sliver of MNIST, into results-quick/
 #   bash run_all.sh --data-dir ../shared/data --out results --device cpu
+#   bash run_all.sh --latent-dim 2 --out results-z2  # every step with a 2-D z
 #
 # Each step skips work whose outputs are complete and match the settings, so a rerun after an interruption
 # picks up where it stopped; --force redoes everything.
@@ -11,14 +12,14 @@ set -euo pipefail
 export MPLBACKEND=Agg
 cd "$(dirname "$0")"
 
-usage="usage: bash run_all.sh [--quick] [--force] [--data-dir DIR] [--out DIR] [--device auto|cpu|cuda|mps] [--seed N]"
+usage="usage: bash run_all.sh [--quick] [--force] [--data-dir DIR] [--out DIR] [--device auto|cpu|cuda|mps] [--seed N] [--latent-dim K]"
 forward=()
 out=
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) forward+=("$1"); quick=1; shift ;;
     --force) forward+=("$1"); shift ;;
-    --data-dir|--out|--device|--seed)
+    --data-dir|--out|--device|--seed|--latent-dim)
       [ $# -ge 2 ] || { echo "run_all.sh: $1 needs a value; $usage" >&2; exit 2; }
       [ "$1" = --out ] && out=$2
       forward+=("$1" "$2"); shift 2 ;;

@@ -7,14 +7,15 @@ Gaussian affinities P of the data, by gradient descent on KL(P || Q). The file r
   2. `tsne`: the same algorithm, fast. P is kept over each point's 3·perplexity nearest neighbours, as in
      scikit-learn's Barnes-Hut t-SNE; the repulsion between all N² pairs stays exact, computed a strip of rows
      at a time in float32.
-  3. the study: 5000 prior samples of the conv VAE, embedded twice (latent vectors, coloured by the digit the
-     classifier sees in their decoded images, and the decoded images themselves), beside a third map of the
-     encoded test set, the posterior means μ(x) of 5000 test images coloured by their true digit. The prior is
-     isotropic, so its map has no structure of its own; the encoded data show where the digits live. Last, how far
-     prior samples land from the encoded data: the distance from each to its nearest μ(x) of test half A, against
-     the same distance from the μ(x) of half B. Outputs: tsne.png, latent_distances.png, tsne_metrics.json.
+  3. the study: 5000 prior samples z ~ N(0, I) of the conv VAE, embedded in all their units (coloured by the
+     digit the classifier sees in their decodings), in the active units alone, and as decoded images; beside them
+     the posterior means μ(x) of 5000 test images, coloured by their true digit. Then whether the prior matches the
+     aggregate posterior q(z) = E_x q(z|x): how far prior samples land from posterior samples z ~ q(z|x) of test
+     half A, against posterior samples of half B, in all units and in the active ones. Beyond the assignment, the
+     2-D MLP of vae.py seen directly, against the t-SNE map of μ(x). Outputs: tsne.png, latent_distances.png,
+     tsne_metrics.json.
 
-    python tsne.py                                  # the three maps and the distances
+    python tsne.py                                  # the four maps and the distances
     python tsne.py --quick                          # a smoke test: every code path in seconds, into results-quick/
     python -m pytest tests/test_tsne.py -q          # checks against the reference
     python benchmarks/bench_tsne.py --compare       # speed and quality beside scikit-learn, on MNIST digits
@@ -28,11 +29,8 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from bookkeeping import (cli, device_name, file_digest, make_parser, outputs_complete, parse, positive_float,
+from bookkeeping import (cli, device_name, file_digest, make_parser, outputs_complete, parse, plural, positive_float,
                          positive_int, save_figure, save_json, start)
-from classifier import classify, load_classifier
-from conv_vae import load_conv_vae
-from vae import figure_title, load_mnist
 
 # ---------------------------------------------------------------------------------------------------------------
 # constants
@@ -43,9 +41,7 @@ QUICK_SAMPLES = 300
 PERPLEXITY = 30.0     # van der Maaten & Hinton (2008): "typical values are between 5 and 50"; scikit-learn's default
 N_ITER = 1000         # scikit-learn's and bhtsne's default; --quick uses QUICK_ITER
 QUICK_ITER = 300
-# z ~ N(0, I) is isotropic, so its principal axes are arbitrary and the prior samples start from a random layout;
-# decoded images and encoded test images have structure, and start from PCA.
-INIT = {"latent": "random", "image": "pca", "encoded": "pca"}
+BOOTSTRAP = 1000      # resamples for the 95% interval of the prior-to-posterior distance ratio
 
 # the affinities P: scikit-learn's binary search (sklearn/manifold/_utils.pyx), as in bhtsne
 PERPLEXITY_TOL = 1e-5    # |H(P_i) − log(perplexity)| at which the search for β_i stops
@@ -465,11 +461,84 @@ def knn_agreement(Z, labels, k=10, chunk_size=None):
 
 # ---------------------------------------------------------------------------------------------------------------
 # 3. the study: embed the conv VAE's latent space
+#
+# Two kinds of latent vectors meet here. Prior samples z ~ N(0, I) are what the generative model decodes. Posterior
+# samples z ~ q(z|x), one per test image, are draws from the aggregate posterior q(z) = E_x q(z|x), the distribution
+# of codes the encoder gives the data, which the prior should match. The posterior means μ(x) are neither: on an
+# inactive unit (one the model leaves at q(z_u|x) = N(0, 1) for every x) μ_u(x) ≈ 0, while both kinds of sample carry
+# N(0, 1) noise there. So samples are compared with samples, and every measure is also taken in the active units
+# alone, the ones the decoder reads.
+
+
+@torch.no_grad()
+def decode_prior(vae, probabilities, n, seed, device):
+    """n prior samples z ~ N(0, I) (n, d), their decoded images (n, 1, 28, 28), and the digit that
+    probabilities(images) → (n, 10), the classifier's, gives each, with its confidence."""
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, vae.config["latent_dim"], generator=generator).to(device)   # same z on every device
+    images = torch.sigmoid(vae.decode(z))
+    confidence, labels = probabilities(images).max(1)
+    return {"z": z, "images": images, "labels": labels, "confidence": confidence}
+
+
+@torch.no_grad()
+def encode(vae, x, seed):
+    """The posterior of every image of x: means μ(x) (N, d) and one sample z = μ + σ ⊙ ε ~ q(z|x) each (N, d)."""
+    vae.eval()
+    mu, logvar = (torch.cat(t) for t in zip(*(vae.encode(xb) for xb in x.split(2000))))
+    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(seed + 1)).to(mu.device)
+    return mu, mu + torch.exp(0.5 * logvar) * eps
 
 
 def nearest_distances(Q, R, chunk=1024):
     """For each row of Q (N, d), the Euclidean distance to its nearest row of R (M, d) → (N,)."""
     return torch.cat([torch.cdist(q, R).min(1).values for q in Q.split(chunk)])
+
+
+def median_ratio(prior_to_a, b_to_a, seed, resamples=BOOTSTRAP):
+    """median(prior → A) / median(B → A), and a 95% bootstrap interval: both sets of distances resampled with
+    replacement `resamples` times."""
+    generator = torch.Generator().manual_seed(seed)
+    ratios = []
+    for _ in range(resamples):
+        i = torch.randint(len(prior_to_a), (len(prior_to_a),), generator=generator)
+        j = torch.randint(len(b_to_a), (len(b_to_a),), generator=generator)
+        ratios.append(prior_to_a.cpu()[i].median() / b_to_a.cpu()[j].median())
+    low, high = torch.quantile(torch.stack(ratios).double(), torch.tensor([0.025, 0.975], dtype=torch.float64))
+    return (prior_to_a.median() / b_to_a.median()).item(), [low.item(), high.item()]
+
+
+def prior_against_posterior(prior_z, posterior_z, units, seed):
+    """How far prior samples land from the aggregate posterior, against how far held-out posterior samples do.
+
+    The test set's posterior samples are split into halves A and B. For each prior sample, the distance to the
+    nearest posterior sample of A; for each posterior sample of B, the same. If the prior matched the aggregate
+    posterior, the two distributions would be the same (the ratio of their medians 1). units: a boolean mask of the
+    latent units to measure in. Returns (summary for JSON, the two tensors of distances)."""
+    half = len(posterior_z) // 2
+    a, b = posterior_z[:half, units], posterior_z[half:2 * half, units]
+    prior = prior_z[:, units]
+    prior_to_a, b_to_a = nearest_distances(prior, a), nearest_distances(b, a)
+    ratio, interval = median_ratio(prior_to_a, b_to_a, seed)
+    return ({"units": int(units.sum()), "half_size": half, "median_prior_to_a": prior_to_a.median().item(),
+             "median_b_to_a": b_to_a.median().item(), "ratio": ratio, "ratio_95": interval},
+            (prior_to_a, b_to_a))
+
+
+def embed(spaces, perplexity, n_iter, seed):
+    """t-SNE of each space {name: (X (N, D), labels (N,), init)} → {name: Y}, with each map's KL, seconds,
+    trustworthiness and 10-NN agreement of its labels."""
+    maps, stats = {}, {"kl": {}, "seconds": {}, "trustworthiness": {}, "knn_agreement": {}}
+    for name, (X, labels, init) in spaces.items():
+        t0 = time.perf_counter()
+        maps[name], stats["kl"][name] = tsne(X, perplexity, n_iter, seed, init=init)
+        stats["seconds"][name] = time.perf_counter() - t0   # tsne returns the KL as a float: the GPU is done by now
+        stats["trustworthiness"][name] = trustworthiness(X, maps[name])
+        stats["knn_agreement"][name] = knn_agreement(maps[name], labels)
+        print(f"tsne of the {name} vectors: KL {stats['kl'][name]:.3f}, 10-NN agreement "
+              f"{stats['knn_agreement'][name]:.3f}, trustworthiness {stats['trustworthiness'][name]:.3f}, "
+              f"{stats['seconds'][name]:.1f}s")
+    return maps, stats
 
 
 def plot_embeddings(panels, path, title=""):
@@ -490,21 +559,28 @@ def plot_embeddings(panels, path, title=""):
     save_figure(fig, path)
 
 
-def plot_holes(prior, held_out, path, title):
-    """Histograms of the distance to the nearest encoded test image of half A: from prior samples, and from the
-    encoded images of half B. Where the first exceeds the second, prior samples fall in the prior's holes."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    bins = torch.linspace(0, max(prior.max(), held_out.max()).item(), 50)
-    for d, label in ((prior, "prior samples z ~ N(0, I)"), (held_out, "μ(x) of test half B")):
-        ax.hist(d.cpu(), bins=bins, alpha=0.6, density=True, label=f"{label}, median {d.median():.2f}")
-    ax.set(xlabel="distance to the nearest μ(x) of test half A", ylabel="density", title=title)
-    ax.legend()
+def plot_distances(panels, path, title):
+    """One panel per set of units: histograms of the distance to the nearest posterior sample of test half A, from
+    prior samples and from the posterior samples of half B. If the prior matched the aggregate posterior, the two
+    would coincide."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4), squeeze=False, layout="constrained")
+    for ax, (name, (summary, (prior, held_out))) in zip(axes.flat, panels.items()):
+        bins = torch.linspace(0, max(prior.max(), held_out.max()).item(), 50)
+        for d, label in ((prior, "prior samples z ~ N(0, I)"), (held_out, "posterior samples z ~ q(z|x), half B")):
+            ax.hist(d.cpu(), bins=bins, alpha=0.6, density=True, label=f"{label}, median {d.median():.2f}")
+        low, high = summary["ratio_95"]
+        ax.set(xlabel="distance to the nearest posterior sample of test half A", ylabel="density",
+               title=f"{name}: ratio of medians {summary['ratio']:.2f} (95% interval {low:.2f}–{high:.2f})")
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
 
 
-def main(argv=None):
+def parse_args(argv):
+    from vae import add_latent_dim_arg
     p = make_parser("Part 4: t-SNE of prior samples of the conv VAE, coloured by the classifier's digit, beside the "
-                    "encoded test set.")
+                    "encoded test set; the prior against the aggregate posterior.")
+    add_latent_dim_arg(p)
     p.add_argument("--n-samples", type=positive_int, default=None,
                    help=f"prior samples to embed (default: {N_SAMPLES}; {QUICK_SAMPLES} with --quick)")
     p.add_argument("--perplexity", type=positive_float, default=PERPLEXITY, help=f"(default: {PERPLEXITY})")
@@ -515,71 +591,119 @@ def main(argv=None):
     args.n_iter = args.n_iter or (QUICK_ITER if args.quick else N_ITER)
     if args.perplexity >= args.n_samples - 1:
         p.error(f"argument --perplexity: must be below --n-samples − 1 = {args.n_samples - 1}, got {args.perplexity}")
+    return args
+
+
+def main(argv=None):
+    # the study's own modules, imported here: `import tsne` for tsne.tsne(X) alone stays light
+    from classifier import classify, load_classifier
+    from conv_vae import load_conv_vae, load_model_2d
+    from vae import figure_title, is_active, load_mnist, unit_variance
+
+    args = parse_args(argv)
     device, out = start(args, vars(args))
-    vae, classifier = load_conv_vae(out, device), load_classifier(out, device)
-    figure, holes_figure, metrics_path = out / "tsne.png", out / "latent_distances.png", out / "tsne_metrics.json"
-    config = {"n_samples": args.n_samples, "perplexity": args.perplexity, "n_iter": args.n_iter, "init": INIT,
-              "seed": args.seed, "quick": args.quick,
-              "models": {"conv.pt": file_digest(out / "conv.pt"), "classifier.pt": file_digest(out / "classifier.pt")}}
-    if not args.force and outputs_complete(metrics_path, config, [figure, holes_figure]):
+    vae, classifier = load_conv_vae(out, device, args.latent_dim), load_classifier(out, device)
+    paths = {"maps": out / "tsne.png", "distances": out / "latent_distances.png", "metrics": out / "tsne_metrics.json"}
+    config = {"n_samples": args.n_samples, "perplexity": args.perplexity, "n_iter": args.n_iter, "seed": args.seed,
+              "quick": args.quick, "models": {name: file_digest(out / name) for name in
+                                              ("conv.pt", "classifier.pt", "mlp_200_200_z2.pt") if (out / name).is_file()}}
+    if not args.force and outputs_complete(paths["metrics"], config, [paths["maps"], paths["distances"]]):
         print("tsne: skipped, outputs are complete and match the settings (--force redoes it)")
         return
+    latent_dim = vae.config["latent_dim"]
 
-    # --- prior samples, decoded and classified
-    generator = torch.Generator().manual_seed(args.seed)
-    z = torch.randn(args.n_samples, vae.config["latent_dim"], generator=generator).to(device)   # (N, 20)
-    with torch.no_grad():
-        images = torch.sigmoid(vae.decode(z))                                                     # (N, 1, 28, 28)
-    confidence, labels = classify(classifier, images).max(1)
-
-    # --- the encoded test set: posterior means μ(x), whose digits are known
+    # --- prior samples, decoded and classified; the encoded test set, whose digits are known
+    probabilities = lambda images: classify(classifier, images)  # noqa: E731
+    prior = decode_prior(vae, probabilities, args.n_samples, args.seed, device)
     _, _, test_x, test_y = load_mnist(args.data_dir, device, args.quick)
+    mu, posterior = encode(vae, test_x, args.seed)                                   # (10000, d) each
+    active = is_active(unit_variance(vae, test_x))                                   # (d,) boolean
+    n_active = int(active.sum())
+    n = min(args.n_samples, len(test_x))                                             # the maps compare equal N
+    # the posterior samples' own digit, as the classifier reads their decodings: labelled as the prior samples are
     with torch.no_grad():
-        mu = torch.cat([vae.encode(xb)[0] for xb in test_x.split(2000)])                         # (10000, 20)
-    n_encoded = min(args.n_samples, len(mu))
+        posterior_labels = probabilities(torch.sigmoid(vae.decode(posterior[:n]))).argmax(1)
 
-    # --- t-SNE of the latent vectors, of their decoded images, and of the encoded test images
-    spaces = {"latent": z, "image": images.flatten(1), "encoded": mu[:n_encoded]}      # (N, 20), (N, 784), (N, 20)
-    truth = {"latent": labels, "image": labels, "encoded": test_y[:n_encoded]}      # predicted, predicted, true
-    embeddings, kl, seconds, trust = {}, {}, {}, {}
-    knn = {"latent": knn_agreement(z, labels), "encoded_latent": knn_agreement(mu[:n_encoded], truth["encoded"])}
-    for name, X in spaces.items():
-        t0 = time.perf_counter()
-        embeddings[name], kl[name] = tsne(X, args.perplexity, args.n_iter, args.seed, init=INIT[name])
-        seconds[name] = time.perf_counter() - t0   # tsne returns the KL as a float: the GPU is done by now
-        trust[f"{name}_embedding"] = trustworthiness(X, embeddings[name])
-        knn[f"{name}_embedding"] = knn_agreement(embeddings[name], truth[name])
-        print(f"tsne of the {name} vectors: KL {kl[name]:.3f}, 10-NN agreement {knn[f'{name}_embedding']:.3f}, "
-              f"trustworthiness {trust[f'{name}_embedding']:.3f}, {seconds[name]:.1f}s")
+    # --- the prior against the aggregate posterior, in all units and in the active ones
+    units = {f"all {plural(latent_dim, 'unit')}": torch.ones(latent_dim, dtype=torch.bool, device=device)}
+    if 0 < n_active < latent_dim:
+        units[f"the {plural(n_active, 'active unit')}"] = active
+    else:
+        print(f"tsne: {'no unit is' if n_active == 0 else 'every unit is'} active; the measures in the active "
+              f"units are those in all units")
+    distances = {name: prior_against_posterior(prior["z"], posterior, mask, args.seed) for name, mask in units.items()}
 
-    # --- the prior's holes: how far prior samples lie from the encoded data, against held-out encoded data
-    half = len(mu) // 2
-    a, b = mu[:half], mu[half:]                                                           # test halves A and B
-    prior_to_a, b_to_a = nearest_distances(z, a), nearest_distances(b, a)
-    holes = {"median_prior_to_a": prior_to_a.median().item(), "median_b_to_a": b_to_a.median().item(),
-             "half_size": half}
-    plot_holes(prior_to_a, b_to_a, holes_figure, figure_title("How far from the encoded data do prior samples land?",
-                                                              args.quick))
+    # --- 10-NN agreement in the latent space itself, samples against samples
+    in_active = active if n_active else torch.ones_like(active)
+    knn = {"prior": knn_agreement(prior["z"], prior["labels"]),
+           "prior_active": knn_agreement(prior["z"][:, in_active], prior["labels"]),
+           "posterior": knn_agreement(posterior[:n], posterior_labels),
+           "posterior_active": knn_agreement(posterior[:n, in_active], posterior_labels),
+           "encoded": knn_agreement(mu[:n], test_y[:n])}
 
-    plot_embeddings({f"t-SNE of {args.n_samples} latent vectors z ~ N(0, I)": (embeddings["latent"], labels,
-                                                                               "predicted digit"),
-                     "t-SNE of their decoded images": (embeddings["image"], labels, "predicted digit"),
-                     f"t-SNE of μ(x) of {n_encoded} test images": (embeddings["encoded"], truth["encoded"],
-                                                                  "true digit")}, figure,
-                    figure_title("Part 4: the conv VAE's latent space, prior samples beside encoded test images",
-                                 args.quick))
-    counts = torch.bincount(labels, minlength=10).tolist()
-    metrics = {"config": config, "device": device_name(device), "n_samples": args.n_samples, "n_encoded": n_encoded,
-               "class_counts": counts, "mean_confidence": confidence.mean().item(),
-               "low_confidence_share": (confidence < 0.5).float().mean().item(),
-               "knn_agreement": knn, "trustworthiness": trust, "kl": kl, "seconds": seconds, "holes": holes}
-    save_json(metrics_path, metrics)
-    print(f"class counts 0-9: {counts}; mean confidence {metrics['mean_confidence']:.3f}; "
-          f"{100 * metrics['low_confidence_share']:.1f}% below 0.5; 10-NN agreement in latent space {knn['latent']:.3f}")
-    print(f"encoded test images: 10-NN agreement of true digits {knn['encoded_latent']:.3f} in 20-D, "
-          f"{knn['encoded_embedding']:.3f} in the map; median distance to test half A: prior samples "
-          f"{holes['median_prior_to_a']:.2f}, test half B {holes['median_b_to_a']:.2f}")
-    print(f"wrote {figure}, {holes_figure} and {metrics_path}")
+    # --- the t-SNE maps: prior z in all units (what the assignment asks for) and in the active units, their
+    # decoded images, and the posterior means μ(x) of as many test images, in the active units
+    pca_or_random = "pca" if int(in_active.sum()) >= 2 else "random"   # PCA needs two dimensions
+    spaces = {"latent": (prior["z"], prior["labels"], "random"),   # isotropic: its principal axes are arbitrary
+              "latent_active": (prior["z"][:, in_active], prior["labels"], "random"),
+              "image": (prior["images"].flatten(1), prior["labels"], "pca"),
+              "encoded": (mu[:n, in_active], test_y[:n], pca_or_random)}
+    maps, stats = embed(spaces, args.perplexity, args.n_iter, args.seed)
+
+    # --- beyond the assignment: the 2-D MLP seen directly, against the t-SNE map of μ(x), both judged against the
+    # test images themselves
+    direct = {}
+    model_2d = load_model_2d(out, device)
+    if model_2d is not None:
+        mu_2d, _ = encode(model_2d, test_x[:n], args.seed)
+        images = test_x[:n].flatten(1)
+        direct = {"knn_agreement": {"direct_2d": knn_agreement(mu_2d, test_y[:n]),
+                                    "encoded_map": stats["knn_agreement"]["encoded"]},
+                  "trustworthiness_to_images": {"direct_2d": trustworthiness(images, mu_2d),
+                                                "encoded_map": trustworthiness(images, maps["encoded"])}}
+
+    # --- figures and metrics
+    title = lambda text: figure_title(text, args.quick)  # noqa: E731
+    active_name = f"its {plural(int(in_active.sum()), 'active unit')}"
+    plot_embeddings({f"t-SNE of {args.n_samples} prior samples z ~ N(0, I), all {plural(latent_dim, 'unit')}":
+                     (maps["latent"], prior["labels"], "predicted digit"),
+                     f"the same z, {active_name} only": (maps["latent_active"], prior["labels"], "predicted digit"),
+                     "t-SNE of their decoded images": (maps["image"], prior["labels"], "predicted digit"),
+                     f"t-SNE of μ(x) of {n} test images, {active_name}": (maps["encoded"], test_y[:n], "true digit")},
+                    paths["maps"], title("Part 4: the conv VAE's latent space, prior samples beside encoded test "
+                                         "images"))
+    plot_distances({name: d for name, d in distances.items()}, paths["distances"],
+                   title("Does the prior match the aggregate posterior? Distances to the encoded test set, "
+                         "samples against samples"))
+    counts = torch.bincount(prior["labels"], minlength=10).tolist()
+    metrics = {"config": config, "device": device_name(device), "latent_dim": latent_dim, "n_samples": args.n_samples,
+               "n_encoded": n, "active_units": n_active, "class_counts": counts,
+               "mean_confidence": prior["confidence"].mean().item(),
+               "low_confidence_share": (prior["confidence"] < 0.5).float().mean().item(),
+               "knn_agreement": {**knn, **{f"{k}_map": v for k, v in stats["knn_agreement"].items()}},
+               "trustworthiness": stats["trustworthiness"], "kl": stats["kl"], "seconds": stats["seconds"],
+               "distances": {"all": distances[list(units)[0]][0], "active": distances[list(units)[-1]][0]},
+               "direct_2d": direct}
+    save_json(paths["metrics"], metrics)
+    report_numbers(metrics)
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def report_numbers(m):
+    """The step's main numbers, one line each."""
+    knn, d = m["knn_agreement"], m["distances"]
+    print(f"class counts 0-9: {m['class_counts']}; mean confidence {m['mean_confidence']:.3f}; "
+          f"{100 * m['low_confidence_share']:.1f}% below 0.5")
+    print(f"10-NN agreement: prior z {knn['prior']:.3f} (active units {knn['prior_active']:.3f}), posterior samples "
+          f"{knn['posterior']:.3f} (active units {knn['posterior_active']:.3f}), μ(x) of true digits {knn['encoded']:.3f}")
+    for name, s in d.items():
+        print(f"distance to test half A ({plural(s['units'], 'unit')}): median from prior samples {s['median_prior_to_a']:.2f}, "
+              f"from posterior samples of half B {s['median_b_to_a']:.2f}, ratio {s['ratio']:.2f} "
+              f"(95% {s['ratio_95'][0]:.2f}–{s['ratio_95'][1]:.2f})")
+    if m["direct_2d"]:
+        k, t = m["direct_2d"]["knn_agreement"], m["direct_2d"]["trustworthiness_to_images"]
+        print(f"2-D MLP seen directly: 10-NN agreement {k['direct_2d']:.3f}, trustworthiness {t['direct_2d']:.3f}; "
+              f"t-SNE of μ(x): {k['encoded_map']:.3f}, {t['encoded_map']:.3f}")
 
 
 if __name__ == "__main__":

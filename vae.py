@@ -26,11 +26,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bookkeeping import (TrainingCheckpoint, UserError, as_json, check_idx, cli, device_name, make_parser, parse,
-                         positive_int, positive_float, read_metrics, outputs_complete, save_figure, save_json, start)
+from bookkeeping import (TrainingCheckpoint, UserError, as_json, check_idx, cli, device_name, load_trained,
+                         make_parser, parse, positive_int, positive_float, read_metrics, outputs_complete, save_figure,
+                         save_json, start)
 
 HIDDEN_CONFIGS = [(100, 100), (200, 200), (300, 300)]  # Part 1: two hidden layers each
 LATENT_DIM = 20      # size of z
+# Beyond the assignment: the classic 2-D picture, a (200, 200) MLP whose z has 2 units, so that its encoded test set
+# and its decoder's whole manifold can be drawn directly, without t-SNE
+MODEL_2D = {"name": "mlp_200_200_z2", "hidden": (200, 200), "latent_dim": 2}
+GRID_2D = 20         # the manifold figure decodes a GRID_2D × GRID_2D grid of z
 EPOCHS = 25          # full run; --quick uses 1
 BATCH_SIZE = 128
 LR = 3e-3            # peak Adam learning rate, with a cosine decay stepped once per epoch (see cosine_lr)
@@ -204,8 +209,8 @@ def check_finite(loss, epoch, ckpt):
 
 
 def print_epoch(name, record, epochs):
-    test = "  ".join(f"{k[5:]} {v:.4g}" for k, v in record.items() if k.startswith("test_"))
-    print(f"{name} epoch {record['epoch']:2d}/{epochs}  train loss {record['train_loss']:.4g} | test {test} | "
+    test = "  ".join(f"{k[5:]} {v:.2f}" for k, v in record.items() if k.startswith("test_"))
+    print(f"{name} epoch {record['epoch']:2d}/{epochs}  train loss {record['train_loss']:.2f} | test {test} | "
           f"{record['seconds']:.2f}s")
 
 
@@ -269,11 +274,12 @@ def restore(model, opt, weights, adam):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Evaluation
+# Evaluation: each function puts the model in eval mode itself and computes without gradients
 
 @torch.no_grad()
 def evaluate(model, x, batch_size=2000):
     """Single-sample test −ELBO and its two terms, averaged over images (nats per image)."""
+    model.eval()
     total = torch.zeros(2, device=x.device)
     for xb in x.split(batch_size):
         rec, kl = elbo_terms(model, xb)
@@ -285,6 +291,7 @@ def evaluate(model, x, batch_size=2000):
 @torch.no_grad()
 def iw_log_likelihood(model, x, k, batch_size=20000):
     """Importance-weighted estimate of log p(x) in nats per image (Burda et al., 2016), a bound tighter than the ELBO."""
+    model.eval()
     log2pi = math.log(2 * math.pi)
     per_image = []
     images_per_chunk = max(1, batch_size // k)
@@ -304,17 +311,37 @@ def iw_log_likelihood(model, x, k, batch_size=20000):
 @torch.no_grad()
 def unit_variance(model, x, batch_size=2000):
     # Var_x(E_q[z_u | x]) for each latent unit u: how much the posterior mean of u moves with the image
+    model.eval()
     return torch.cat([model.encode(xb)[0] for xb in x.split(batch_size)]).var(0)
 
 
-def active_units(variance, threshold=0.01):
-    # unit u is active if Var_x(E_q[z_u | x]) > 0.01 (Burda et al., 2016)
-    return int((variance > threshold).sum())
+@torch.no_grad()
+def kl_per_unit(model, x, batch_size=2000):
+    """E_x KL(q(z_u|x) ‖ N(0, 1)) for each latent unit u, in nats → (d,). The units' values add up to the KL term
+    of the −ELBO on the same images. A unit whose KL is 0 has q(z_u|x) = N(0, 1) for every x: it tells the decoder
+    nothing about the image (posterior collapse)."""
+    model.eval()
+    total = 0
+    for xb in x.split(batch_size):
+        mu, logvar = model.encode(xb)
+        # KL(N(μ_u, σ_u²) ‖ N(0, 1)) = ½ (μ_u² + σ_u² − log σ_u² − 1), unit by unit
+        total = total + 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(0)
+    return total / len(x)
+
+
+def is_active(variance, threshold=0.01):
+    # unit u is active if Var_x(E_q[z_u | x]) > 0.01 (Burda et al., 2016) → a boolean mask (d,)
+    return variance > threshold
+
+
+def active_units(variance):
+    return int(is_active(variance).sum())
 
 
 @torch.no_grad()
 def reconstruct(model, x, batch_size=2000):
     """Bernoulli logits of decode(μ(x)): the model's reconstruction of each image, at the posterior mean."""
+    model.eval()
     return torch.cat([model.decode(model.encode(xb)[0]) for xb in x.split(batch_size)])
 
 
@@ -354,14 +381,44 @@ def plot_losses(all_metrics, path, title=""):
         epochs = [h["epoch"] for h in metrics["history"]]
         for ax, key, name in zip(axes, ("loss", "rec", "kl"),
                                  ("−ELBO (nats/image)", "reconstruction (nats/image)", "KL (nats/image)")):
-            ax.plot(epochs, [h[f"train_{key}"] for h in metrics["history"]], color=color,
+            # markers: a one-epoch run still shows its point
+            ax.plot(epochs, [h[f"train_{key}"] for h in metrics["history"]], color=color, marker="o", ms=3,
                     label=f"{metrics['name']} train")
-            ax.plot(epochs, [h[f"test_{key}"] for h in metrics["history"]], color=color, ls="--",
+            ax.plot(epochs, [h[f"test_{key}"] for h in metrics["history"]], color=color, ls="--", marker="o", ms=3,
                     label=f"{metrics['name']} test")
             ax.set(title=name, xlabel="epoch")
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+@torch.no_grad()
+def plot_latent_2d(model, x, labels, path, title):
+    """The 2-D model seen directly: its test set encoded as μ(x), coloured by true digit, and the decoder's
+    manifold, decode(z) over a grid of z at the quantiles of N(0, 1) on each axis."""
+    model.eval()
+    mu = torch.cat([model.encode(xb)[0] for xb in x.split(2000)]).cpu()              # (N, 2)
+    # z_k = Φ⁻¹(q_k) for q_k evenly spaced in (0, 1): each cell of the grid holds the same prior mass
+    q = torch.linspace(0.5 / GRID_2D, 1 - 0.5 / GRID_2D, GRID_2D)
+    ticks = torch.distributions.Normal(0.0, 1.0).icdf(q)                              # (G,)
+    z = torch.stack(torch.meshgrid(ticks, ticks.flip(0), indexing="xy"), -1)          # (G, G, 2); z_2 grows upwards
+    device = next(model.parameters()).device
+    images = torch.sigmoid(model.decode(z.reshape(-1, 2).to(device))).cpu()          # (G·G, 1, 28, 28)
+    canvas = images.view(GRID_2D, GRID_2D, 28, 28).permute(0, 2, 1, 3).reshape(GRID_2D * 28, GRID_2D * 28)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6.5), layout="constrained")
+    for digit in range(10):
+        mask = labels.cpu() == digit
+        if mask.any():
+            left.scatter(mu[mask, 0], mu[mask, 1], s=2, color=plt.cm.tab10(digit), label=str(digit))
+    left.set(title=f"μ(x) of {len(x)} test images, coloured by true digit", xlabel="z₁", ylabel="z₂")
+    left.legend(title="digit", markerscale=5, fontsize=8)
+    lim = ticks[-1].item() + 0.5 * (ticks[-1] - ticks[-2]).item()
+    right.imshow(canvas, cmap="gray", vmin=0, vmax=1, extent=(-lim, lim, -lim, lim))
+    right.set(title=f"decode(z) on a {GRID_2D} × {GRID_2D} grid at the quantiles of N(0, 1)", xlabel="z₁",
+              ylabel="z₂ (axes not to scale: equal prior mass per cell)")
+    fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
 
 
@@ -403,20 +460,22 @@ def fit(name, build, args, data, device, out):
     iw = {"log_likelihood": iw_log_likelihood(model, iw_x, iw_k, batch_size=50_000 if device.type == "cuda" else 20_000),
           # the −ELBO on the same images, so that the gap between the two bounds compares like with like
           "neg_elbo": evaluate(model, iw_x)["neg_elbo"], "samples": iw_k, "images": len(iw_x)}
-    samples = torch.sigmoid(model.decode(torch.randn(N_SAMPLES, model.config["latent_dim"], device=device)))
+    with torch.no_grad():
+        samples = torch.sigmoid(model.decode(torch.randn(N_SAMPLES, model.config["latent_dim"], device=device)))
     variance = unit_variance(model, test_x)
     metrics = {
         "name": name, "config": as_json(config), "device": device_name(device), "torch": str(torch.__version__),
         "train_path": "cuda-graph" if use_cuda_graph(args, device) else "eager",
         "history": history, "test": test, "iw": iw,
         "active_units": active_units(variance), "unit_variance": variance.tolist(),
+        "kl_per_unit": kl_per_unit(model, test_x).tolist(),
         "seconds_per_epoch": sum(h["seconds"] for h in history) / len(history),
     }
     print(f"{name}: test −ELBO {test['neg_elbo']:.2f} nats (rec {test['rec']:.2f} + kl {test['kl']:.2f}); "
           f"on {iw['images']} test images, IW log-likelihood {iw['log_likelihood']:.2f} (k={iw_k}) against "
           f"−ELBO {iw['neg_elbo']:.2f}; {metrics['active_units']} active units")
     ckpt.finish(model, history, metrics)
-    show_images(samples.detach(), paths["samples"], figure_title(f"{name}: 15 images decoded from z ~ N(0, I)",
+    show_images(samples, paths["samples"], figure_title(f"{name}: 15 images decoded from z ~ N(0, I)",
                                                                 args.quick))
     save_json(paths["metrics"], metrics)
     return metrics
@@ -430,9 +489,14 @@ def add_training_args(p, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR):
                    help="on CUDA, train with the plain loop instead of replaying each step as a CUDA graph")
 
 
+def add_latent_dim_arg(p):
+    p.add_argument("--latent-dim", type=positive_int, default=LATENT_DIM,
+                   help=f"size of z of the models to train or read (default: {LATENT_DIM})")
+
+
 def add_vae_args(p):
     add_training_args(p)
-    p.add_argument("--latent-dim", type=positive_int, default=LATENT_DIM, help=f"(default: {LATENT_DIM})")
+    add_latent_dim_arg(p)
     p.add_argument("--iw-samples", type=positive_int, default=None,
                    help="importance samples per test image (default: 1000 on cuda, 200 on cpu/mps, 10 with --quick)")
     p.add_argument("--iw-images", type=positive_int, default=None,
@@ -456,6 +520,19 @@ def main(argv=None):
         all_metrics.append(fit(name, lambda: MLPVAE(hidden, args.latent_dim), args, data, device, out))
     plot_losses(all_metrics, out / "mlp_losses.png", figure_title("Part 1: the three MLP VAEs", args.quick))
     print(f"wrote {out / 'mlp_losses.png'}")
+    if not args.hidden:
+        fit_2d(args, data, device, out)
+
+
+def fit_2d(args, data, device, out):
+    """Beyond the assignment: the same recipe with a 2-D z, drawn directly in latent_2d.png."""
+    name, hidden, latent_dim = MODEL_2D["name"], MODEL_2D["hidden"], MODEL_2D["latent_dim"]
+    fit(name, lambda: MLPVAE(hidden, latent_dim), args, data, device, out)
+    model, _ = load_trained(out / f"{name}.pt", MLPVAE, MLPVAE(hidden, latent_dim).config, "python vae.py")
+    _, _, test_x, test_y = data
+    plot_latent_2d(model.to(device), test_x, test_y, out / "latent_2d.png", figure_title(
+        f"{name}: a VAE with a 2-D latent space (beyond the assignment)", args.quick))
+    print(f"wrote {out / 'latent_2d.png'}")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def test_part_3_writes_reconstructions_and_their_error(quick_models, tiny_data, 
     decode_saved_models(out, torch.device("cpu"), 20, 0, data[2:], force=True, quick=True)
     saved = json.loads((out / "saved_models.json").read_text())
     assert (out / "reconstructions.png").is_file() and saved["models"] == ["conv"]
-    model = load_conv_vae(out, "cpu")
+    model = load_conv_vae(out, "cpu", 20)
     x = data[2]
     with torch.no_grad():
         p = torch.sigmoid(model.decode(model.encode(x)[0])).clamp(1e-7, 1 - 1e-7)
@@ -83,7 +83,7 @@ def test_classifier_judges_each_models_reconstructions(quick_models, tiny_data):
     assert set(acc) == {"test_images", "conv"}
     # the reference: classify σ(decode(μ(x))) image by image and count the hits
     _, _, test_x, test_y = load_mnist(tiny_data, "cpu", quick=True)
-    vae, classifier = load_conv_vae(quick_models, "cpu"), load_classifier(quick_models, "cpu")
+    vae, classifier = load_conv_vae(quick_models, "cpu", 20), load_classifier(quick_models, "cpu")
     with torch.no_grad():
         hits = [int(classifier(torch.sigmoid(vae.decode(vae.encode(x[None])[0]))).argmax()) == int(y)
                 for x, y in zip(test_x, test_y)]

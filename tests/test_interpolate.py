@@ -31,7 +31,7 @@ def fresh_out(models, tmp_path):
 
 def decode_and_classify(out, z):
     """The reference pipeline, written out: σ(decoder(z)) → classifier probabilities."""
-    vae, classifier = load_conv_vae(out, "cpu"), load_classifier(out, "cpu")
+    vae, classifier = load_conv_vae(out, "cpu", 20), load_classifier(out, "cpu")
     with torch.no_grad():
         images = torch.sigmoid(vae.decode(z))
     return images, classify(classifier, images)
@@ -121,7 +121,7 @@ def test_third_digit_frames_on_hand_made_paths():
 
 def test_all_pairs_matches_one_path_at_a_time(models):
     """The 45 pairs are one batched decode and classify; each must equal its own path decoded alone."""
-    vae, classifier = load_conv_vae(models, "cpu"), load_classifier(models, "cpu")
+    vae, classifier = load_conv_vae(models, "cpu", 20), load_classifier(models, "cpu")
     g = torch.Generator().manual_seed(5)
     ends = {d: {"z": torch.randn(20, generator=g)} for d in range(10)}
     results, pairs = interpolate.all_pairs(vae, classifier, ends, 6)
@@ -135,7 +135,7 @@ def test_all_pairs_matches_one_path_at_a_time(models):
 
 
 def test_traversal_sweeps_one_unit_and_ignored_units_do_not_change(models):
-    vae = load_conv_vae(models, "cpu")
+    vae = load_conv_vae(models, "cpu", 20)
     with torch.no_grad():
         vae.decoder[0].weight[:, 3] = 0          # the decoder now ignores z_3
     values = [-3.0, 0.0, 1.5, 3.0]
@@ -156,7 +156,7 @@ def test_traversal_sweeps_one_unit_and_ignored_units_do_not_change(models):
 # The ends
 
 def test_prior_ends_are_the_most_confident_draws(models, monkeypatch):
-    vae, classifier = load_conv_vae(models, "cpu"), load_classifier(models, "cpu")
+    vae, classifier = load_conv_vae(models, "cpu", 20), load_classifier(models, "cpu")
     monkeypatch.setattr(interpolate, "DRAW_BATCH", 64)
     batches = [64, 64, 64, 64, 44]
     g = torch.Generator().manual_seed(3)
@@ -241,11 +241,11 @@ def test_unreachable_confidence_falls_back_to_test_images(models, tiny_data, tmp
 
     # the reference: encode every test image of that digit and take the best decoding by hand
     _, _, test_x, test_y = load_mnist(tiny_data, "cpu", quick=True)
-    vae = load_conv_vae(out, "cpu")
+    vae = load_conv_vae(out, "cpu", 20)
     for end in fallbacks:
         digit = end["digit"]
         assert f"falling back to test image {end['test_index']}" in result.stdout
-        assert f"a {digit} with confidence ≥ 0.9999" in result.stdout
+        assert f"decodes to digit {digit} with confidence ≥ 0.9999" in result.stdout
         index = (test_y == digit).nonzero().squeeze(1)
         with torch.no_grad():
             mu = vae.encode(test_x[index])[0]
