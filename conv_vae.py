@@ -153,7 +153,7 @@ def plot_kl_per_unit(units, path, title):
     for ax, (name, u) in zip(axes.flat, units.items()):
         kl, variance = torch.tensor(u["kl"]), torch.tensor(u["variance"])
         active = is_active(variance)
-        ax.bar(range(len(kl)), kl, color=["C0" if a else "#b9cfe4" for a in active.tolist()])
+        ax.bar(range(len(kl)), kl.tolist(), color=["C0" if a else "#b9cfe4" for a in active.tolist()])
         ax.set(title=f"{name}: {active_units(variance)} of {len(kl)} active", xlabel="latent unit u",
                xticks=range(0, len(kl), max(1, len(kl) // 10)))
     axes[0, 0].set_ylabel("KL (nats per image)")

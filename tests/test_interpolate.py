@@ -169,22 +169,22 @@ def test_prior_ends_are_the_most_confident_draws(models, monkeypatch):
     threshold = 0.0 if absent is not None else confidence[label == digits[1]].max().item() + 1e-6
 
     ends, drawn = interpolate.prior_ends(vae, classifier, digits, threshold, 300, torch.Generator().manual_seed(3),
-                                         "cpu")
-    assert drawn == 300 and ends[digits[1]] is None
-    ok = (label == digits[0]) & (confidence >= threshold)
-    if ok.any():
-        best = int(torch.where(ok, confidence, -1.0).argmax())
-        assert ends[digits[0]]["draw"] == best and ends[digits[0]]["source"] == "prior"
-        assert ends[digits[0]]["confidence"] == pytest.approx(confidence[best].item(), abs=1e-5)
-    else:
-        assert ends[digits[0]] is None
+                                         "cpu", per_digit=3)
+    assert drawn == 300 and ends[digits[1]] == []
+    # the reference: the three most confident draws of digits[0] at or above the threshold, by a sort of all 300
+    ok = ((label == digits[0]) & (confidence >= threshold)).nonzero().squeeze(1)
+    best = ok[confidence[ok].argsort(descending=True)][:3].tolist()
+    assert [end["draw"] for end in ends[digits[0]]] == best
+    assert all(end["source"] == "prior" for end in ends[digits[0]])
+    assert [end["confidence"] for end in ends[digits[0]]] == pytest.approx(confidence[best].tolist(), abs=1e-5)
 
-    # once both digits have a sample at threshold 0, no more batches are drawn
+    # once both digits have enough samples at threshold 0, no more batches are drawn
     first = label[:64].tolist()
-    if len(set(first)) >= 2:
-        two = tuple(dict.fromkeys(first))[:2]
-        ends, drawn = interpolate.prior_ends(vae, classifier, two, 0.0, 300, torch.Generator().manual_seed(3), "cpu")
-        assert drawn == 64 and all(ends[d]["draw"] < 64 for d in two)
+    two = [d for d in dict.fromkeys(first) if first.count(d) >= 2][:2]
+    if len(two) == 2:
+        ends, drawn = interpolate.prior_ends(vae, classifier, two, 0.0, 300, torch.Generator().manual_seed(3), "cpu",
+                                             per_digit=2)
+        assert drawn == 64 and all(end["draw"] < 64 for d in two for end in ends[d])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -201,8 +201,13 @@ def test_cli_writes_outputs_then_skips(models, tiny_data, tmp_path):
     assert [m["ends"]["from"]["digit"], m["ends"]["to"]["digit"]] == [4, 7]
     assert sorted(m["all_ends"]) == [str(d) for d in range(10)]
     for key, digit in (("from", 4), ("to", 7)):     # the featured path uses the ends of the shared search
-        assert m["ends"][key]["confidence"] == m["all_ends"][str(digit)]["confidence"]
-    assert len(m["pairs"]["linear"]["third_digit_frames"]) == 45 and len(m["traversal"]["change"]) == 20
+        assert m["ends"][key]["confidence"] == m["all_ends"][str(digit)][0]["confidence"]
+    sets = m["sets_of_ends"]
+    assert sets == min(len(e) for e in m["all_ends"].values()) and len(m["spread"]["linear"]["min_confidence"]) == sets
+    assert m["spread"]["linear"]["min_confidence"][0] == m["linear"]["min_confidence"]["value"]
+    frames = m["pairs"]["linear"]["third_digit_frames"]
+    assert len(frames) == sets and all(len(f) == 45 for f in frames) and len(m["traversal"]["change"]) == 20
+    assert m["pairs"]["linear"]["paths_with_third_digit"] == [sum(n > 0 for n in f) for f in frames]
     assert (out / "interpolation_pairs.png").is_file() and (out / "traversal.png").is_file()
 
     # the reference: rebuild both paths from the recorded ends by the formulas, decode and classify them again

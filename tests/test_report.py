@@ -15,12 +15,13 @@ from matplotlib.image import imsave
 import report
 import typeset
 
-MODELS = {"mlp_100_100": 104.5, "mlp_200_200": 98.9, "mlp_300_300": 97.0, "conv": 93.4}
+MODELS = {"mlp_100_100": 104.5, "mlp_200_200": 98.9, "mlp_300_300": 97.0, "conv": 93.4, "mlp_200_200_z2": 140.0}
 
 
 def write_metrics(out, conv_loss=93.4, counts=(500, 700, 480, 450, 460, 400, 520, 560, 430, 500), low_share=0.08,
                   epochs=25, accuracy=0.9942, quick=False, knn_image=0.90, iw_neg_elbo_offset=1.0,
-                  holes=(3.1, 1.2), third_digit=(2, 0), recon_accuracy=(0.93, 0.97, 0.975, 0.985)):
+                  ratio=(1.03, 1.01, 1.05), ratio_active=(1.12, 1.09, 1.15), third_digit=(2, 0),
+                  recon_accuracy=(0.93, 0.97, 0.975, 0.985, 0.80), pairs_per_set=None, inactive_kl=0.001):
     """A full set of metrics files of the shape the steps write, with a few numbers to vary."""
     out.mkdir(parents=True, exist_ok=True)
     losses = dict(MODELS, conv=conv_loss)
@@ -31,43 +32,57 @@ def write_metrics(out, conv_loss=93.4, counts=(500, 700, 480, 450, 460, 400, 520
                    for e in range(1, epochs + 1)]
         # the IW subset's −ELBO differs from the whole test set's: the gap must use the subset's
         iw = {"log_likelihood": -(loss - 3.5), "neg_elbo": loss + iw_neg_elbo_offset, "samples": 200, "images": 1000}
-        metrics = {"name": name, "config": {"model": {"latent_dim": 20}, "train": {"quick": quick},
+        latent = 2 if name == "mlp_200_200_z2" else 20
+        metrics = {"name": name, "config": {"model": {"latent_dim": latent}, "train": {"quick": quick},
                                             "eval": {"iw_samples": 200, "iw_images": 1000}},
                    "device": "cpu: test", "torch": "2.14.1", "history": history,
                    "test": {"neg_elbo": loss, "rec": loss - kl, "kl": kl, "images": 10000}, "iw": iw,
-                   "active_units": 10 + i, "seconds_per_epoch": 1.0,
-                   "unit_variance": [0.9] * (10 + i) + [0.001] * (10 - i)}
+                   "active_units": 2 if latent == 2 else 10 + i, "seconds_per_epoch": 1.0,
+                   "unit_variance": [0.9] * 2 if latent == 2 else [0.9] * (10 + i) + [0.001] * (10 - i)}
         (out / f"{name}_metrics.json").write_text(json.dumps(metrics))
-    (out / "saved_models.json").write_text(json.dumps({"config": {}, "models": list(losses),
+    units = {name: {"kl": [2.0] * 2, "variance": [0.9] * 2} if name == "mlp_200_200_z2" else
+             {"kl": [1.5] * (10 + i) + [inactive_kl] * (10 - i), "variance": [0.9] * (10 + i) + [0.001] * (10 - i)}
+             for i, name in enumerate(losses)}
+    (out / "saved_models.json").write_text(json.dumps({"config": {}, "models": list(losses), "units": units,
                                                        "reconstruction_error": {n: l - 20 for n, l in losses.items()}}))
     (out / "reconstruction_accuracy.json").write_text(json.dumps({"config": {}, "accuracy": {
         "test_images": accuracy, **dict(zip(losses, recon_accuracy))}}))
     (out / "classifier_metrics.json").write_text(json.dumps({"config": {"quick": quick},
                                                              "test_accuracy": accuracy}))
-    tsne = {"config": {"quick": quick}, "n_samples": sum(counts), "class_counts": list(counts),
-            "mean_confidence": 0.93, "low_confidence_share": low_share,
-            "knn_agreement": {"latent": 0.31, "latent_embedding": 0.84, "image_embedding": knn_image,
-                              "encoded_latent": 0.95, "encoded_embedding": 0.94},
-            "trustworthiness": {"latent_embedding": 0.95, "image_embedding": 0.97, "encoded_embedding": 0.98},
-            "kl": {"latent": 1.5, "image": 1.3, "encoded": 1.2},
-            "seconds": {"latent": 10.0, "image": 11.0, "encoded": 9.0}, "n_encoded": 5000,
-            "holes": {"median_prior_to_a": holes[0], "median_b_to_a": holes[1], "half_size": 5000}}
+    distance = lambda r, units: {"units": units, "half_size": 5000, "median_prior_to_a": 2.0 * r[0],  # noqa: E731
+                                 "median_b_to_a": 2.0, "ratio": r[0], "ratio_95": list(r[1:])}
+    tsne = {"config": {"quick": quick}, "n_samples": sum(counts), "class_counts": list(counts), "latent_dim": 20,
+            "active_units": 13, "mean_confidence": 0.93, "low_confidence_share": low_share,
+            "knn_agreement": {"prior": 0.31, "prior_active": 0.42, "posterior": 0.35, "posterior_active": 0.60,
+                              "encoded": 0.85, "latent_map": 0.23, "latent_active_map": 0.84,
+                              "image_map": knn_image, "encoded_map": 0.94},
+            "trustworthiness": {"latent": 0.85, "latent_active": 0.95, "image": 0.97, "encoded": 0.98},
+            "kl": {"latent": 1.5, "latent_active": 1.4, "image": 1.3, "encoded": 1.2},
+            "seconds": {"latent": 10.0, "latent_active": 10.0, "image": 11.0, "encoded": 9.0}, "n_encoded": 5000,
+            "distances": {"all": distance(ratio, 20), "active": distance(ratio_active, 13)},
+            "direct_2d": {"knn_agreement": {"direct_2d": 0.75, "encoded_map": 0.94},
+                          "trustworthiness_to_images": {"direct_2d": 0.91, "encoded_map": 0.93}}}
     (out / "tsne_metrics.json").write_text(json.dumps(tsne))
     path = {"labels": [4, 4, 9, 7, 7], "changes": [{"step": 2, "t": 0.5, "from": 4, "to": 9},
                                                    {"step": 3, "t": 0.75, "from": 9, "to": 7}],
             "intermediate_digits": [9], "min_confidence": {"value": 0.55, "step": 2, "t": 0.5},
             "mean_frame_l2": 3.2, "z_norms": [4.5, 3.9, 3.4, 3.9, 4.4]}
+    pairs_per_set = pairs_per_set or {"linear": [2, 3, 2, 1, 2], "slerp": [third_digit[1]] * 5}
+    first = {"linear": [3, 1] + [0] * 43, "slerp": [1] * third_digit[1] + [0] * (45 - third_digit[1])}
+    spread = {"min_confidence": [0.55, 0.6, 0.5, 0.7, 0.65], "min_confidence_t": [0.5] * 5,
+              "intermediate_digits": [[9], [9], [], [9, 8], []], "min_norm": [3.4] * 5}
     interpolation = {"config": {"from": 4, "to": 7, "confidence": 0.9, "quick": quick},
                      "ends": {"from": {"source": "prior", "confidence": 0.99, "z": [0.0] * 20},
                               "to": {"source": "prior", "confidence": 0.98, "z": [0.0] * 20}},
-                     "latent_distance": 6.1, "linear": path,
+                     "latent_distance": 6.1, "linear": path, "sets_of_ends": 5,
+                     "ends_from_prior": {str(d): 5 for d in range(10)},
                      "slerp": dict(path, mean_frame_l2=3.4, z_norms=[4.5, 4.5, 4.5, 4.5, 4.4]),
-                     "all_ends": {str(d): {"source": "prior", "confidence": 0.95} for d in range(10)},
-                     # linear: pairs 0 and 1 pass a third digit (3 and 1 frames); slerp: the first third_digit[1]
+                     "spread": {"linear": spread, "slerp": spread},
+                     "all_ends": {str(d): [{"source": "prior", "confidence": 0.95}] * 5 for d in range(10)},
+                     # set 0: linear pairs 0 and 1 pass a third digit (3 and 1 frames); slerp the first third_digit[1]
                      "pairs": {"steps": 10, "pairs": [[a, b] for a in range(10) for b in range(a + 1, 10)],
-                               "linear": {"third_digit_frames": [3, 1] + [0] * 43, "min_confidence": [0.5] * 45},
-                               "slerp": {"third_digit_frames": [1] * third_digit[1] + [0] * (45 - third_digit[1]),
-                                         "min_confidence": [0.6] * 45}},
+                               **{kind: {"third_digit_frames": [first[kind]] * 5, "min_confidence": [[0.5] * 45] * 5,
+                                         "paths_with_third_digit": pairs_per_set[kind]} for kind in first}},
                      "traversal": {"values": [-3, 0, 3], "change": [12.0] * 13 + [0.5] * 7, "order": list(range(20))}}
     (out / "interpolation_metrics.json").write_text(json.dumps(interpolation))
     return out
@@ -93,28 +108,70 @@ def test_report_cites_the_metrics(tmp_path):
 
 def test_the_latent_space_observations_cite_their_numbers(tmp_path):
     text = report_text(tmp_path)
-    # prior holes: 3.10 against 1.20, 2.6 times
-    assert "is 3.10, against 1.20 from a posterior mean of half B (2.6×): many prior samples fall in holes" in text
-    assert "in the map of encoded test images, 94.0% share its true digit" in text
-    # 45 pairs: linear 2 pairs (4 frames), slerp 0; 2 is within the tie of 2 pairs
-    assert "linear paths pass through a third digit in 2 of 45 pairs (4 frames in all), slerp paths in 0" in text
-    assert "a tie (within 2 pairs)" in text
+    # all units: ratio 1.03, interval 1.01 to 1.05: excludes 1, but within the 5% tie
+    assert ("In all 20 units, the median distance from a prior sample to its nearest posterior sample of test half A "
+            "is 2.06, against 2.00 from a posterior sample of half B: a ratio of 1.03 (95% interval 1.01 to 1.05): "
+            "it is within 5% of 1, so the prior matches the aggregate posterior there.") in text
+    # active units: 1.12, beyond its interval and the tie, but short of holes
+    assert "a ratio of 1.12 (95% interval 1.09 to 1.15): beyond its interval, prior samples land 12% farther" in text
+    assert "fall in holes" not in text
+    assert "and 60.0% of a posterior sample's 10 nearest posterior samples share its digit: the encoded data" in text
+    assert "of prior samples is 31.0% in all 20 units and 42.0% in the 13 active ones" in text
+    # 45 pairs over 5 sets of ends: linear 2, 3, 2, 1, 2 pairs; slerp 0 in each: means 2.0 and 0.0, spread 2
+    assert "linear paths pass through a third digit in 2.0 (from 1 to 3) of 45 pairs, slerp paths in 0" in text
+    assert "a tie; the means differ by 2.0 pairs, within the spread over the sets of ends (2 pairs)" in text
+    assert "ranges from 0.50 to 0.70, and 3 of the 5 paths pass through a third digit (8, 9)." in text
     # traversal: the conv VAE has 13 active units (variance 0.9), each changing the image by 12.0, 7 inactive by 0.5
-    assert "one of the 13 active units" in text and "by 12.0 on average" in text and "inactive units by 0.5" in text
-    assert "the decoder reads the units the encoder uses" in text
+    assert "(variance of μ above 0.01; 13 of 20)" in text and "by 12.0 on average" in text
+    assert "an inactive unit by 0.5" in text and "the decoder reads the units the encoder uses" in text
+    # posterior collapse: 13 active units of 1.5 nats, 7 inactive of 0.001
+    assert "| conv | 13 of 20 | 19.50 | 0.01 | 0.00 |" in text
+    assert "each of the 13 active units carries 1.50 nats of KL, each of the 7 inactive units at most 0.00" in text
+    assert "Those units have collapsed" in text and "The traversal below agrees" in text
+    # the 2-D model against the t-SNE map of μ(x)
+    assert "| μ(x) of mlp_200_200_z2, drawn directly | 0.750 | 0.910 |" in text
+    assert "the t-SNE map of the richer latent space separates the digits more cleanly" in text
     # reconstructions: conv keeps the digit best, 98.5% against 99.42% on the test images
     assert "| conv | 73.40 | 98.50% |" in text and "conv keeps the digit best, losing 0.9%" in text
 
 
 def test_latent_space_verdicts_follow_their_numbers(tmp_path):
-    assert "within 5%, so the prior covers the encoded data" in report_text(tmp_path, holes=(1.22, 1.2))
+    assert "its interval holds 1, so the prior matches" in report_text(tmp_path, ratio_active=(1.2, 0.98, 1.4))
+    text = report_text(tmp_path / "h", ratio_active=(2.1, 1.9, 2.3))
+    assert "many prior samples fall in holes of the aggregate posterior" in text
     text = report_text(tmp_path / "b", third_digit=(2, 9))
-    assert "slerp paths in 9 (9 frames): linear paths pass through other digits less often" in text
-    text = report_text(tmp_path / "c", recon_accuracy=(0.93, 0.97, 0.982, 0.985))
+    assert "slerp paths in 9, over 5 sets of ends: linear paths pass through other digits less often" in text
+    text = report_text(tmp_path / "c", recon_accuracy=(0.93, 0.97, 0.982, 0.985, 0.8))
     assert "conv and mlp_300_300 keep the digit about equally well" in text
     text = report_text(tmp_path / "d", quick=True)
-    assert "many prior samples fall in holes" not in text and "says nothing about the prior's holes" in text
-    assert "the decoder reads the units" not in text
+    assert "fall in holes" not in text and "says nothing about how its prior covers the data" in text
+    assert "the decoder reads the units" not in text and "Those units have collapsed" not in text
+    # inactive units that still carry KL have not collapsed
+    text = report_text(tmp_path / "e", inactive_kl=0.2)
+    assert "Those units have collapsed" not in text and "none has fully collapsed" in text
+
+
+def test_the_old_posterior_mean_measure_would_see_holes_the_new_one_does_not(tmp_path):
+    """The null case, end to end through the measure and the verdict: a model whose inactive units are exactly
+    N(0, 1) and whose prior equals its aggregate posterior. Compared with posterior means (the old measure), prior
+    samples look far from the data; compared with posterior samples, they do not."""
+    import torch
+    import tsne
+    g = torch.Generator().manual_seed(0)
+    n, active, inactive = 4000, 4, 8
+    # active units: μ ~ N(0, 1 − s²) and σ = s, so that μ + σ ε ~ N(0, 1); inactive: μ = 0, σ = 1
+    s = 0.3
+    mu = torch.cat([torch.randn(n, active, generator=g) * (1 - s * s) ** 0.5, torch.zeros(n, inactive)], 1)
+    sigma = torch.cat([torch.full((n, active), s), torch.ones(n, inactive)], 1)
+    posterior = mu + sigma * torch.randn(n, active + inactive, generator=g)
+    prior = torch.randn(n // 2, active + inactive, generator=g)
+    every = torch.ones(active + inactive, dtype=torch.bool)
+    old, _ = tsne.prior_against_posterior(prior, mu, every, seed=0)
+    new, _ = tsne.prior_against_posterior(prior, posterior, every, seed=0)
+    assert old["ratio_95"][0] > report.HOLES_RATIO          # the old measure: "holes", from the noise units alone
+    assert new["ratio_95"][0] <= 1 + report.TIE_DISTANCE and new["ratio_95"][1] >= 1 - report.TIE_DISTANCE
+    assert "holes" in report.prior_coverage("all units", old, firm=True)
+    assert "the prior matches the aggregate posterior" in report.prior_coverage("all units", new, firm=True)
 
 
 def test_the_bound_gap_compares_the_same_images(tmp_path):
@@ -154,7 +211,7 @@ def test_a_weak_classifier_labels_nothing(tmp_path):
     assert "only 13.7% test accuracy" in text
     for claim in ("spread unevenly", "contiguous regions", "passes through 9", "separate more cleanly"):
         assert claim not in text
-    assert "the path says nothing about how a 4 turns into a 7" in text
+    assert "the path says nothing about how a digit 4 turns into a digit 7" in text
 
 
 def test_a_smoke_test_says_so_at_the_top(tmp_path):

@@ -1,5 +1,6 @@
 """The whole chain end to end on the tiny data: every output appears, a rerun skips every step and leaves the
 files byte for byte as they were, and a run killed mid-way completes when run again."""
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,8 @@ EXPECTED = ["mlp_100_100.pt", "mlp_200_200.pt", "mlp_300_300.pt", "conv.pt", "cl
             "mlp_100_100_samples.png", "mlp_200_200_samples.png", "mlp_300_300_samples.png", "conv_samples.png",
             "mlp_losses.png", "conv_losses.png", "saved_models_samples.png", "tsne.png", "interpolation.png",
             "interpolation_probs.png", "interpolation_pairs.png", "traversal.png", "reconstructions.png", "latent_distances.png",
-            "reconstruction_accuracy.json", "saved_models.json", "REPORT.md", "REPORT.pdf"]
+            "reconstruction_accuracy.json", "saved_models.json", "REPORT.md", "REPORT.pdf", "kl_per_unit.png",
+            "mlp_200_200_z2.pt", "mlp_200_200_z2_metrics.json", "mlp_200_200_z2_samples.png", "latent_2d.png"]
 
 
 def contents(folder):
@@ -49,7 +51,7 @@ def test_rerun_skips_every_step_and_changes_no_file(chain, tiny_data):
     before = contents(out)
     again = run("bash", "run_all.sh", "--quick", "--data-dir", tiny_data, "--out", out)
     assert again.returncode == 0, again.stderr[-2000:]
-    for step in ("mlp_100_100", "mlp_200_200", "mlp_300_300", "conv", "Part 3", "classifier", "tsne",
+    for step in ("mlp_100_100", "mlp_200_200", "mlp_300_300", "mlp_200_200_z2", "conv", "Part 3", "classifier", "tsne",
                  "interpolate", "report"):
         assert f"{step}: skipped" in again.stdout, step
     assert contents(out) == before
@@ -89,6 +91,31 @@ def test_killed_run_completes_when_rerun(tiny_data, tmp_path):
     assert {name: after[name] for name in done} == done
     assert all((out / name).is_file() for name in EXPECTED)
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]   # atomic_write's are .NAME.PID.tmp
+
+
+@pytest.fixture(scope="module", params=[1, 2])
+def small_latent(request, tiny_data, tmp_path_factory):
+    """One quick run of the whole chain with a z of 1 or 2 units: (K, its --out, the CompletedProcess)."""
+    out = tmp_path_factory.mktemp(f"z{request.param}") / "results"
+    return request.param, out, run("bash", "run_all.sh", "--quick", "--latent-dim", request.param, "--data-dir",
+                                   tiny_data, "--out", out)
+
+
+def test_every_step_works_for_any_latent_size(small_latent):
+    k, out, result = small_latent
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert all((out / name).is_file() for name in EXPECTED)
+    conv = json.loads((out / "conv_metrics.json").read_text())
+    assert conv["config"]["model"]["latent_dim"] == k
+    tsne = json.loads((out / "tsne_metrics.json").read_text())
+    assert tsne["latent_dim"] == k
+    interpolation = json.loads((out / "interpolation_metrics.json").read_text())
+    assert len(interpolation["traversal"]["change"]) == k
+    assert ("slerp" in interpolation["spread"]) == (k >= 2)
+    if k == 1:   # slerp needs a plane: one line says so, and the report leaves it out
+        assert result.stdout.count("slerp is left out") == 1
+    report = (out / "REPORT.md").read_text()
+    assert f"all {k} unit" in report and "(20-D)" not in report
 
 
 def test_unknown_option_is_one_line(tmp_path):

@@ -230,3 +230,53 @@ def test_a_model_is_the_same_alone_or_after_the_others(tiny_data, tmp_path):
     vae.main(["--quick", "--hidden", "300", "300", "--data-dir", str(tiny_data), "--out", str(tmp_path / "one")])
     a, b = (json.loads((tmp_path / d / "mlp_300_300_metrics.json").read_text()) for d in ("all", "one"))
     assert without_timings(a) == without_timings(b)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# KL per unit: posterior collapse, unit by unit
+
+class FixedPosterior(vae.VAE):
+    """A VAE whose encoder ignores nothing but returns a chosen μ(x), log σ²(x): some units forced to N(0, 1)."""
+
+    def __init__(self, mu, logvar):
+        super().__init__()
+        self.config = {"arch": "fixed", "latent_dim": mu.shape[1]}
+        self.mu_x, self.logvar_x = mu, logvar
+        self.decoder = torch.nn.Sequential(torch.nn.Linear(mu.shape[1], 784), torch.nn.Unflatten(1, (1, 28, 28)))
+
+    def encode(self, x):
+        index = x.flatten(1)[:, 0].long()   # the test images carry their row number in their first pixel
+        return self.mu_x[index], self.logvar_x[index]
+
+
+def indexed_images(n):
+    x = torch.zeros(n, 1, 28, 28)
+    x[:, 0, 0, 0] = torch.arange(n).float()
+    return x
+
+
+def test_kl_per_unit_is_zero_on_units_forced_to_the_prior_and_sums_to_the_kl_term():
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    mu, logvar = torch.randn(n, 5, generator=g), torch.randn(n, 5, generator=g) * 0.5
+    mu[:, [1, 3]], logvar[:, [1, 3]] = 0.0, 0.0          # q(z_u|x) = N(0, 1) for every x on units 1 and 3
+    model = FixedPosterior(mu, logvar)
+    x = indexed_images(n)
+    kl = vae.kl_per_unit(model, x, batch_size=64)
+    assert kl.shape == (5,) and kl[1] == 0 and kl[3] == 0 and (kl[[0, 2, 4]] > 0.1).all()
+    # the units add up to the KL term of the −ELBO on the same images
+    assert kl.sum().item() == pytest.approx(vae.evaluate(model, x)["kl"], rel=1e-5)
+    # one unit against a Monte-Carlo estimate of E_x E_q[log q(z_u|x) − log N(z_u; 0, 1)]
+    std = torch.exp(0.5 * logvar[:, 0])
+    z = mu[:, 0] + std * torch.randn(4000, n, generator=g)
+    log_q = torch.distributions.Normal(mu[:, 0], std).log_prob(z)
+    log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z)
+    assert kl[0].item() == pytest.approx((log_q - log_p).mean().item(), rel=0.02)
+
+
+def test_a_trained_models_units_add_up_to_its_kl(tiny_data):
+    train_x, _, test_x, _ = vae.load_mnist(tiny_data, "cpu", quick=True)
+    torch.manual_seed(0)
+    model = vae.MLPVAE((16, 16), 6)
+    kl = vae.kl_per_unit(model, test_x)
+    assert kl.sum().item() == pytest.approx(vae.evaluate(model, test_x)["kl"], rel=1e-5)
