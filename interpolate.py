@@ -92,6 +92,7 @@ def path_kinds(latent_dim):
 @torch.no_grad()
 def decode_and_classify(vae, classifier, z):
     """Images x = σ(decoder logits) in [0, 1], (N, 1, 28, 28), and the classifier's p(digit | x), (N, 10)."""
+    vae.eval()
     images = torch.sigmoid(vae.decode(z))
     return images, classify(classifier, images)
 
@@ -122,7 +123,7 @@ def test_image_end(vae, classifier, test_x, test_y, digit):
     p(digit | decoded image), whether or not that reaches the threshold."""
     index = (test_y == digit).nonzero().squeeze(1)
     if len(index) == 0:
-        raise UserError(f"the test set has no image of a {digit} to fall back on; use the full MNIST (no --quick)")
+        raise UserError(f"the test set has no image of digit {digit} to fall back on; use the full MNIST (no --quick)")
     mu = torch.cat([vae.encode(xb)[0] for xb in test_x[index].split(DRAW_BATCH)])   # (n, 20)
     _, probs = decode_and_classify(vae, classifier, mu)
     i = int(probs[:, digit].argmax())
@@ -175,6 +176,7 @@ def all_pairs(vae, classifier, ends, steps, kinds=None):
 @torch.no_grad()
 def traverse(vae, values):
     """Decoded images as each latent unit u in turn sweeps `values`, the others at 0 → (d, V, 1, 28, 28)."""
+    vae.eval()
     d = vae.config["latent_dim"]
     device = next(vae.parameters()).device
     z = torch.zeros(d, len(values), d, device=device)
@@ -354,9 +356,9 @@ def main(argv=None):
     plot_probs(probs, digits, paths["probs"], title(journey))
 
     # --- all 45 digit pairs, for every set of ends
-    pairs, pair_list = pair_paths(vae, classifier, ends, kinds)
+    pair_results, pairs = pair_paths(vae, classifier, ends, kinds)
     all_confident = all(e["confidence"] >= args.confidence for d in ends.values() for e in d)
-    plot_pairs(pairs, pair_list, PAIR_STEPS, paths["pairs"], title(
+    plot_pairs(pair_results, pairs, PAIR_STEPS, paths["pairs"], title(
         f"Frames (of {PAIR_STEPS}) on the path between two digits that the classifier calls a third digit, "
         f"mean over {plural(sets_of_ends(ends), 'set')} of ends" + ("" if all_confident else
                                                              "; some ends are not confidently their digit")))
@@ -383,7 +385,7 @@ def main(argv=None):
         **results,
         "spread": spread,
         "all_ends": {str(d): [as_json(e) for e in end] for d, end in ends.items()},
-        "pairs": {"pairs": pair_list, "steps": PAIR_STEPS, **pairs},
+        "pairs": {"pairs": pairs, "steps": PAIR_STEPS, **pair_results},
         "traversal": {"values": TRAVERSAL, "change": change.tolist(), "order": order},
     }
     save_json(paths["metrics"], metrics)

@@ -474,6 +474,7 @@ def knn_agreement(Z, labels, k=10, chunk_size=None):
 def decode_prior(vae, probabilities, n, seed, device):
     """n prior samples z ~ N(0, I) (n, d), their decoded images (n, 1, 28, 28), and the digit that
     probabilities(images) → (n, 10), the classifier's, gives each, with its confidence."""
+    vae.eval()
     generator = torch.Generator().manual_seed(seed)
     z = torch.randn(n, vae.config["latent_dim"], generator=generator).to(device)   # same z on every device
     images = torch.sigmoid(vae.decode(z))
