@@ -595,6 +595,50 @@ def parse_args(argv):
     return args
 
 
+@torch.no_grad()
+def encode_test_set(vae, probabilities, x, labels, n, seed):
+    """The test set in the latent space: posterior means μ(x) and samples z ~ q(z|x) of every image, the
+    classifier's digit for the decodings of the first n samples (labelled as prior samples are), and their true
+    digits."""
+    mu, posterior = encode(vae, x, seed)
+    return {"mu": mu, "z": posterior, "labels": probabilities(torch.sigmoid(vae.decode(posterior[:n]))).argmax(1),
+            "true": labels[:n], "n": n}
+
+
+def latent_agreement(prior, test, units):
+    """10-NN agreement in the latent space itself, samples against samples, in all units and in `units`."""
+    n = test["n"]
+    return {"prior": knn_agreement(prior["z"], prior["labels"]),
+            "prior_active": knn_agreement(prior["z"][:, units], prior["labels"]),
+            "posterior": knn_agreement(test["z"][:n], test["labels"]),
+            "posterior_active": knn_agreement(test["z"][:n, units], test["labels"]),
+            "encoded": knn_agreement(test["mu"][:n], test["true"])}
+
+
+def map_spaces(prior, test, units):
+    """What the four t-SNE maps embed: {name: (X, labels, start)}. Prior z in all units (what the assignment asks
+    for) and in `units`, their decoded images, and the posterior means of as many test images in `units`."""
+    pca_or_random = "pca" if int(units.sum()) >= 2 else "random"   # PCA needs two dimensions
+    return {"latent": (prior["z"], prior["labels"], "random"),     # isotropic: its principal axes are arbitrary
+            "latent_active": (prior["z"][:, units], prior["labels"], "random"),
+            "image": (prior["images"].flatten(1), prior["labels"], "pca"),
+            "encoded": (test["mu"][:test["n"], units], test["true"], pca_or_random)}
+
+
+@torch.no_grad()
+def direct_view(model_2d, x, labels, encoded_map, seed):
+    """Beyond the assignment: the 2-D MLP's μ(x) seen directly, against the t-SNE map of the conv VAE's μ(x) of the
+    same images, both judged by the 10-NN agreement of true digits and by trustworthiness against the images."""
+    if model_2d is None:
+        return {}
+    mu_2d, _ = encode(model_2d, x, seed)
+    images = x.flatten(1)
+    return {"knn_agreement": {"direct_2d": knn_agreement(mu_2d, labels),
+                              "encoded_map": knn_agreement(encoded_map, labels)},
+            "trustworthiness_to_images": {"direct_2d": trustworthiness(images, mu_2d),
+                                          "encoded_map": trustworthiness(images, encoded_map)}}
+
+
 def main(argv=None):
     # the study's own modules, imported here: `import tsne` for tsne.tsne(X) alone stays light
     from classifier import classify, load_classifier
@@ -611,74 +655,46 @@ def main(argv=None):
     if not args.force and outputs_complete(paths["metrics"], config, [paths["maps"], paths["distances"]]):
         print("tsne: skipped, outputs are complete and match the settings (--force redoes it)")
         return
+    probabilities = lambda images: classify(classifier, images)  # noqa: E731
     latent_dim = vae.config["latent_dim"]
 
     # --- prior samples, decoded and classified; the encoded test set, whose digits are known
-    probabilities = lambda images: classify(classifier, images)  # noqa: E731
     prior = decode_prior(vae, probabilities, args.n_samples, args.seed, device)
     _, _, test_x, test_y = load_mnist(args.data_dir, device, args.quick)
-    mu, posterior = encode(vae, test_x, args.seed)                                   # (10000, d) each
     active = is_active(unit_variance(vae, test_x))                                   # (d,) boolean
-    n_active = int(active.sum())
     n = min(args.n_samples, len(test_x))                                             # the maps compare equal N
-    # the posterior samples' own digit, as the classifier reads their decodings: labelled as the prior samples are
-    with torch.no_grad():
-        posterior_labels = probabilities(torch.sigmoid(vae.decode(posterior[:n]))).argmax(1)
+    test = encode_test_set(vae, probabilities, test_x, test_y, n, args.seed)
 
     # --- the prior against the aggregate posterior, in all units and in the active ones
-    units = {f"all {plural(latent_dim, 'unit')}": torch.ones(latent_dim, dtype=torch.bool, device=device)}
-    if 0 < n_active < latent_dim:
-        units[f"the {plural(n_active, 'active unit')}"] = active
+    units = {f"all {plural(latent_dim, 'unit')}": torch.ones_like(active)}
+    if 0 < int(active.sum()) < latent_dim:
+        units[f"the {plural(int(active.sum()), 'active unit')}"] = active
     else:
-        print(f"tsne: {'no unit is' if n_active == 0 else 'every unit is'} active; the measures in the active "
+        print(f"tsne: {'no unit is' if not active.any() else 'every unit is'} active; the measures in the active "
               f"units are those in all units")
-    distances = {name: prior_against_posterior(prior["z"], posterior, mask, args.seed) for name, mask in units.items()}
+    in_active = units[list(units)[-1]]
+    distances = {name: prior_against_posterior(prior["z"], test["z"], mask, args.seed) for name, mask in units.items()}
 
-    # --- 10-NN agreement in the latent space itself, samples against samples
-    in_active = active if n_active else torch.ones_like(active)
-    knn = {"prior": knn_agreement(prior["z"], prior["labels"]),
-           "prior_active": knn_agreement(prior["z"][:, in_active], prior["labels"]),
-           "posterior": knn_agreement(posterior[:n], posterior_labels),
-           "posterior_active": knn_agreement(posterior[:n, in_active], posterior_labels),
-           "encoded": knn_agreement(mu[:n], test_y[:n])}
-
-    # --- the t-SNE maps: prior z in all units (what the assignment asks for) and in the active units, their
-    # decoded images, and the posterior means μ(x) of as many test images, in the active units
-    pca_or_random = "pca" if int(in_active.sum()) >= 2 else "random"   # PCA needs two dimensions
-    spaces = {"latent": (prior["z"], prior["labels"], "random"),   # isotropic: its principal axes are arbitrary
-              "latent_active": (prior["z"][:, in_active], prior["labels"], "random"),
-              "image": (prior["images"].flatten(1), prior["labels"], "pca"),
-              "encoded": (mu[:n, in_active], test_y[:n], pca_or_random)}
-    maps, stats = embed(spaces, args.perplexity, args.n_iter, args.seed)
-
-    # --- beyond the assignment: the 2-D MLP seen directly, against the t-SNE map of μ(x), both judged against the
-    # test images themselves
-    direct = {}
-    model_2d = load_model_2d(out, device)
-    if model_2d is not None:
-        mu_2d, _ = encode(model_2d, test_x[:n], args.seed)
-        images = test_x[:n].flatten(1)
-        direct = {"knn_agreement": {"direct_2d": knn_agreement(mu_2d, test_y[:n]),
-                                    "encoded_map": stats["knn_agreement"]["encoded"]},
-                  "trustworthiness_to_images": {"direct_2d": trustworthiness(images, mu_2d),
-                                                "encoded_map": trustworthiness(images, maps["encoded"])}}
+    # --- 10-NN agreement in the latent space, the four t-SNE maps, and the 2-D model seen directly
+    knn = latent_agreement(prior, test, in_active)
+    maps, stats = embed(map_spaces(prior, test, in_active), args.perplexity, args.n_iter, args.seed)
+    direct = direct_view(load_model_2d(out, device), test_x[:n], test_y[:n], maps["encoded"], args.seed)
 
     # --- figures and metrics
     title = lambda text: figure_title(text, args.quick)  # noqa: E731
-    active_name = f"its {plural(int(in_active.sum()), 'active unit')}"
+    in_units = f"its {plural(int(in_active.sum()), 'active unit')}"
     plot_embeddings({f"t-SNE of {args.n_samples} prior samples z ~ N(0, I), all {plural(latent_dim, 'unit')}":
                      (maps["latent"], prior["labels"], "predicted digit"),
-                     f"the same z, {active_name} only": (maps["latent_active"], prior["labels"], "predicted digit"),
+                     f"the same z, {in_units} only": (maps["latent_active"], prior["labels"], "predicted digit"),
                      "t-SNE of their decoded images": (maps["image"], prior["labels"], "predicted digit"),
-                     f"t-SNE of μ(x) of {n} test images, {active_name}": (maps["encoded"], test_y[:n], "true digit")},
+                     f"t-SNE of μ(x) of {n} test images, {in_units}": (maps["encoded"], test["true"], "true digit")},
                     paths["maps"], title("Part 4: the conv VAE's latent space, prior samples beside encoded test "
                                          "images"))
-    plot_distances({name: d for name, d in distances.items()}, paths["distances"],
-                   title("Does the prior match the aggregate posterior? Distances to the encoded test set, "
-                         "samples against samples"))
+    plot_distances(distances, paths["distances"], title("Does the prior match the aggregate posterior? Distances to "
+                                                        "the encoded test set, samples against samples"))
     counts = torch.bincount(prior["labels"], minlength=10).tolist()
     metrics = {"config": config, "device": device_name(device), "latent_dim": latent_dim, "n_samples": args.n_samples,
-               "n_encoded": n, "active_units": n_active, "class_counts": counts,
+               "n_encoded": n, "active_units": int(active.sum()), "class_counts": counts,
                "mean_confidence": prior["confidence"].mean().item(),
                "low_confidence_share": (prior["confidence"] < 0.5).float().mean().item(),
                "knn_agreement": {**knn, **{f"{k}_map": v for k, v in stats["knn_agreement"].items()}},
