@@ -28,8 +28,8 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from bookkeeping import (cli, device_name, file_digest, make_parser, outputs_complete, parse, positive_float,
-                         positive_int, save_figure, save_json, start)
+from bookkeeping import (cli, device_name, file_digest, make_parser, parse, positive_float, positive_int, save_figure,
+                         save_json, start, up_to_date)
 from classifier import classify, load_classifier
 from conv_vae import load_conv_vae
 from vae import figure_title, load_mnist
@@ -521,8 +521,7 @@ def main(argv=None):
     config = {"n_samples": args.n_samples, "perplexity": args.perplexity, "n_iter": args.n_iter, "init": INIT,
               "seed": args.seed, "quick": args.quick,
               "models": {"conv.pt": file_digest(out / "conv.pt"), "classifier.pt": file_digest(out / "classifier.pt")}}
-    if not args.force and outputs_complete(metrics_path, config, [figure, holes_figure]):
-        print("tsne: skipped, outputs are complete and match the settings (--force redoes it)")
+    if up_to_date("tsne", metrics_path, config, [figure, holes_figure], args.force):
         return
 
     # --- prior samples, decoded and classified

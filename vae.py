@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bookkeeping import (TrainingCheckpoint, UserError, as_json, check_idx, cli, device_name, make_parser, parse,
-                         positive_int, positive_float, read_metrics, outputs_complete, save_figure, save_json, start)
+                         positive_int, positive_float, read_metrics, save_figure, save_json, start, up_to_date)
 
 HIDDEN_CONFIGS = [(100, 100), (200, 200), (300, 300)]  # Part 1: two hidden layers each
 LATENT_DIM = 20      # size of z
@@ -386,8 +386,7 @@ def fit(name, build, args, data, device, out):
     paths = {"ckpt": out / f"{name}.pt", "samples": out / f"{name}_samples.png",
              "metrics": out / f"{name}_metrics.json"}
     ckpt = TrainingCheckpoint(paths["ckpt"], model.config, train_config, force=args.force)
-    if ckpt.complete and outputs_complete(paths["metrics"], config, [paths["samples"]]):
-        print(f"{name}: skipped, outputs are complete and match the settings (--force redoes it)")
+    if ckpt.complete and up_to_date(name, paths["metrics"], config, [paths["samples"]], args.force):
         return read_metrics(paths["metrics"])
 
     def test_losses(model):
