@@ -301,7 +301,7 @@ def deferred_interrupt():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Skipping work that is already done
+# Skipping work that is done, redoing work that is stale, and never replacing finished work unasked
 
 def file_digest(path):
     """A short fingerprint of a file: a step that reads a model redoes its work when the model changes."""
@@ -365,7 +365,7 @@ def replacing(path, what, old, new, unfinished=None):
     settings: what is there, what these settings would make instead, and the two ways on."""
     before, after = flat(old), flat(new)
     changes = [k for k in {**before, **after} if before.get(k) != after.get(k) and k.split(".")[0] not in INPUTS]
-    settings = lambda c: ", ".join(f"{k.rsplit('.', 1)[-1]} {json.dumps(c.get(k))}" for k in changes)
+    settings = lambda c: ", ".join(f"{k.rsplit('.', 1)[-1]} {json.dumps(c[k]) if k in c else 'unset'}" for k in changes)
     held = "; ".join(filter(None, [unfinished, settings(before)]))
     return UserError(f"{path} holds {describe(what, old, unfinished)} ({held}); these settings would replace it with "
                      f"{describe('one', new)} ({settings(after)}): write to another --out, or pass --force to "
@@ -427,7 +427,8 @@ def make_parser(description):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="auto picks cuda, then mps, then cpu (default: auto)")
     p.add_argument("--seed", type=int, default=SEED, help=f"random seed (default: {SEED})")
-    p.add_argument("--force", action="store_true", help="redo this step even if its outputs are complete")
+    p.add_argument("--force", action="store_true",
+                   help="redo this step, replacing its outputs even when they are complete or made with other settings")
     return p
 
 

@@ -199,8 +199,9 @@ def set_lr(opt, lr):
 
 def check_finite(loss, epoch, ckpt):
     if not math.isfinite(loss):
-        kept = f"the last good checkpoint {ckpt.path} (epoch {epoch}) was kept" if epoch else "nothing was saved"
-        raise UserError(f"{ckpt.path.stem}: the loss became {loss} in epoch {epoch + 1}; {kept}; try a smaller --lr")
+        kept = (f"the last good checkpoint {ckpt.path} (epoch {epoch}) was kept; try a smaller --lr, with --force to "
+                f"train over it from the start" if epoch else "nothing was saved; try a smaller --lr")
+        raise UserError(f"{ckpt.path.stem}: the loss became {loss} in epoch {epoch + 1}; {kept}")
 
 
 def print_epoch(name, record, epochs):
