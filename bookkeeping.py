@@ -179,7 +179,8 @@ def load_trained(path, model_class, expected, run_first):
     """The finished model in checkpoint `path`, checked against the architecture `expected` (a model config)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path} not found: run `{run_first}` first (with the same --out)")
+        raise UserError(f"{path} not found: run `{run_first}` first, with the same --out (and --quick or --latent-dim, "
+                        f"if this run has them)")
     ckpt = read_checkpoint(path)
     if not ckpt["complete"]:
         raise UserError(f"{path} is from an unfinished run ({progress(ckpt)}): rerun `{run_first}` with the flags it "

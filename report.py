@@ -401,7 +401,8 @@ def load_metrics(out):
         name = name.removesuffix(".json").removesuffix("_metrics")
         metrics[name] = read_metrics(path)
         if metrics[name] is None:
-            raise UserError(f"{path} is missing or unreadable: run `{step}` first (with the same --out)")
+            raise UserError(f"{path} is missing or unreadable: run `{step}` first, with the same --out (and --quick or "
+                            f"--latent-dim, if this run has them)")
     return metrics
 
 
@@ -427,7 +428,7 @@ def check_one_run(m, out):
     for key, (default, flag) in AGREE.items():
         groups = {}
         for file, name in files.items():
-            value = setting(m[name].get("config"), key)
+            value = setting(config_of(m[name]), key)
             if value is not None:
                 groups.setdefault(json.dumps(value), []).append(file)
         if groups:
@@ -447,7 +448,8 @@ def check_one_run(m, out):
              if (out / model).is_file() and file_digest(out / model) != digest]
     if stale:
         raise UserError(f"in {out}, " + ", ".join(f"{f} was made from another {model}" for f, model in stale)
-                        + f" than the one there now: run {commands([f for f, _ in stale], flags, out)}, which redo it")
+                        + f" than the one there now: run {commands([f for f, _ in stale], flags, out)}; a step redoes "
+                        f"outputs whose models changed")
 
 
 def commands(files, flags, out):
@@ -458,9 +460,15 @@ def commands(files, flags, out):
     return " and ".join(f"`{' '.join(filter(None, [step, *flags]))} --out {out}`" for step in dict.fromkeys(steps))
 
 
+def config_of(metrics):
+    """A metrics file's config, or {} where it has none."""
+    config = metrics.get("config") if isinstance(metrics, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
 def input_digests(metrics):
     """{model file: its digest} for the models a step's outputs were made from, as its config records them."""
-    config = metrics.get("config") or {}
+    config = config_of(metrics)
     digests = {k if "." in k else f"{k}.pt": v for k, v in (config.get("models") or {}).items()}
     if isinstance(config.get("classifier"), str):
         digests["classifier.pt"] = config["classifier"]
