@@ -5,7 +5,8 @@ None of this is about VAEs. It makes a long run safe to interrupt and to repeat:
 - mistakes the user can fix end in one line on stderr (`UserError`, `cli`), not a traceback;
 - results are written whole or not at all (`atomic_write`), so a killed run leaves no half-written file;
 - a training run saves a checkpoint every epoch and resumes from it (`TrainingCheckpoint`);
-- a step whose outputs are complete and were made with the same settings is skipped (`outputs_complete`);
+- a step whose outputs are complete and were made with the same settings is skipped, one whose input models changed
+  is redone, and finished work made with other settings is never replaced unless --force asks (`up_to_date`);
 - the command line every script shares (`make_parser`, `parse`), which also works pasted into a notebook;
 - the device, the seed and the CPU threads (one per core that other processes leave free), chosen and printed at
   the start of a run (`start`).
@@ -59,6 +60,7 @@ def cli(main):
         error = e
     except KeyboardInterrupt:
         error = Interrupted("interrupted; every finished step and epoch is saved: run the same command to resume")
+    remove_created_folders()
     print(f"error: {error}" if type(error) is UserError else str(error), file=sys.stderr)
     if not in_notebook():
         sys.exit(error.exit_code)
@@ -121,11 +123,21 @@ def save_checkpoint(path, obj):
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+CREATED_FOLDERS = []   # the folders prepare_out made in this process, deepest first
+
+
 def prepare_out(out):
     """Create --out, check that it can be written, and clear what killed runs left there."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; choose a folder (a missing one is created)")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"cannot create --out {out}: {blocker} is a file, not a folder; choose another --out")
+    new = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
+        CREATED_FOLDERS.extend(new)
         probe = out / f".write-test.{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
@@ -133,6 +145,17 @@ def prepare_out(out):
         raise UserError(f"cannot write to --out {out} ({e.strerror}); choose a folder you can write to") from None
     remove_stale_temporaries(out)
     return out
+
+
+def remove_created_folders():
+    """After a step that failed: remove the folders this run created and left empty, so no empty --out stays."""
+    while CREATED_FOLDERS:
+        try:
+            CREATED_FOLDERS.pop(0).rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:   # not empty: it, and the folders above it, stay
+            CREATED_FOLDERS.clear()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -156,16 +179,33 @@ def load_trained(path, model_class, expected, run_first):
     """The finished model in checkpoint `path`, checked against the architecture `expected` (a model config)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path} not found: run `{run_first}` first (with the same --out)")
+        raise UserError(f"{path} not found: run `{run_first}` first, with the same --out (and --quick or --latent-dim, "
+                        f"if this run has them)")
     ckpt = read_checkpoint(path)
     if not ckpt["complete"]:
-        raise UserError(f"{path} is from an unfinished run: rerun `{run_first}` to finish it")
+        raise UserError(f"{path} is from an unfinished run ({progress(ckpt)}): rerun `{run_first}` with the flags it "
+                        f"was started with and the same --out, and it resumes")
     if ckpt["model"] != expected:
-        raise UserError(f"{path} holds {ckpt['model']}, but {expected} was asked for; "
-                        f"rerun `{run_first}` or point --out at the right folder")
+        raise UserError(other_model(path, ckpt["model"], expected, run_first))
     model = model_class(**{k: v for k, v in ckpt["model"].items() if k != "arch"})
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt
+
+
+def progress(ckpt):
+    """How far a checkpoint's run got: "7 of 25 epochs"."""
+    return f"{len(ckpt.get('history', []))} of {ckpt.get('train', {}).get('epochs', '?')} epochs"
+
+
+def other_model(path, found, expected, run_first):
+    """What a checkpoint holds instead of the model asked for, and the way on that keeps it."""
+    differ = [k for k in expected if found.get(k) != expected[k]]
+    if found.get("arch") == expected.get("arch") and differ == ["latent_dim"]:   # a flag can ask for this one
+        return (f"{path} holds a {found['arch']} model with latent_dim {found['latent_dim']}, and latent_dim "
+                f"{expected['latent_dim']} was asked for: pass --latent-dim {found['latent_dim']} to use it, or point "
+                f"--out at a folder whose models have latent_dim {expected['latent_dim']}")
+    return (f"{path} holds {found}, but {expected} was asked for: it is another model's file; point --out at the "
+            f"right folder, or run `{run_first} --force` to replace it")
 
 
 class TrainingCheckpoint:
@@ -179,8 +219,10 @@ class TrainingCheckpoint:
         self.path, self.settings = Path(path), as_json([model_config, train_config])
         self.saved = read_checkpoint(self.path) if self.path.is_file() and not force else None
         if self.saved and as_json([self.saved["model"], self.saved["train"]]) != self.settings:
-            print(f"{self.path.name}: made with other settings; training again")
-            self.saved = None
+            # finished or not, its epochs are work: only --force (or another --out) trains over them
+            raise replacing(self.path, self.path.stem, {"model": self.saved["model"], "train": self.saved["train"]},
+                            {"model": model_config, "train": train_config},
+                            None if self.saved["complete"] else progress(self.saved))
         self.epochs_saved = len(self.saved["history"]) if self.saved else 0   # what a rerun would resume from
 
     @property
@@ -260,7 +302,7 @@ def deferred_interrupt():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Skipping work that is already done
+# Skipping work that is done, redoing work that is stale, and never replacing finished work unasked
 
 def file_digest(path):
     """A short fingerprint of a file: a step that reads a model redoes its work when the model changes."""
@@ -280,11 +322,70 @@ def read_metrics(path):
         return None
 
 
-def outputs_complete(metrics_path, config, files=()):
-    """True when an earlier run left a metrics file made with exactly `config` and every file in `files`."""
-    metrics = read_metrics(metrics_path)
-    return (isinstance(metrics, dict) and metrics.get("config") == as_json(config)
-            and all(Path(f).is_file() for f in files))
+INPUTS = ("models", "classifier", "inputs", "code")   # config keys that hold digests of the files a step reads
+
+
+def up_to_date(step, metrics_path, config, files=(), force=False):
+    """Whether a step can skip its work, from the metrics file an earlier run left with its `config`:
+    - the same config and every file in `files` there: True, and one line says the step is skipped;
+    - nothing finished there, some of `files` missing, or --force: False, the step runs;
+    - the same settings, but other input models (the digests under INPUTS): False, the outputs are stale and are
+      redone, and one line says which input changed;
+    - other settings: a UserError, since finished work is replaced only when --force asks for it."""
+    metrics = None if force else read_metrics(metrics_path)
+    old = metrics.get("config") if isinstance(metrics, dict) else None
+    if not isinstance(old, dict):
+        return False
+    new = as_json(config)
+    if old == new:
+        if all(Path(f).is_file() for f in files):
+            print(f"{step}: skipped, its outputs are complete and match the settings (--force redoes it)")
+            return True
+        return False
+    settings = lambda c: {k: v for k, v in c.items() if k not in INPUTS}
+    if settings(old) != settings(new):
+        raise replacing(metrics_path, f"{step} run", old, new)
+    print(f"{step}: {', '.join(changed_inputs(old, new))} changed since its outputs were made; redoing them")
+    return False
+
+
+def changed_inputs(old, new):
+    """The files whose digests differ between two configs ("conv.pt", "classifier.pt", …)."""
+    names = []
+    for key in INPUTS:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            names += [k for k in {**a, **b} if a.get(k) != b.get(k)]
+        elif a != b:
+            names.append(key)
+    return [name if "." in name else f"{name}.pt" for name in names]
+
+
+def replacing(path, what, old, new, unfinished=None):
+    """The one line that stops a step from replacing finished work (or an unfinished run's epochs) made with other
+    settings: what is there, what these settings would make instead, and the two ways on."""
+    before, after = flat(old), flat(new)
+    changes = [k for k in {**before, **after} if before.get(k) != after.get(k) and k.split(".")[0] not in INPUTS]
+    settings = lambda c: ", ".join(f"{k.rsplit('.', 1)[-1]} {json.dumps(c[k]) if k in c else 'unset'}" for k in changes)
+    held = "; ".join(filter(None, [unfinished, settings(before)]))
+    return UserError(f"{path} holds {describe(what, old, unfinished)} ({held}); these settings would replace it with "
+                     f"{describe('one', new)} ({settings(after)}): write to another --out, or pass --force to "
+                     f"replace it")
+
+
+def describe(what, config, unfinished=None):
+    """"a finished full 25-epoch mlp_100_100", "an unfinished quick 1-epoch conv", "a quick one"."""
+    settings = {k.rsplit(".", 1)[-1]: v for k, v in reversed(flat(config).items())}   # the first one wins
+    epochs = f" {settings['epochs']}-epoch" if settings.get("epochs") else ""
+    kind = f"{'quick' if settings.get('quick') else 'full'}{epochs} {what}"
+    return f"a {kind}" if what == "one" else f"an unfinished {kind}" if unfinished else f"a finished {kind}"
+
+
+def flat(config, prefix=""):
+    """{"train.lr": 0.003, …}: a nested config as one level, for naming what differs."""
+    if isinstance(config, dict) and config:
+        return {k: v for key, value in config.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: config}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -327,7 +428,8 @@ def make_parser(description):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="auto picks cuda, then mps, then cpu (default: auto)")
     p.add_argument("--seed", type=int, default=SEED, help=f"random seed (default: {SEED})")
-    p.add_argument("--force", action="store_true", help="redo this step even if its outputs are complete")
+    p.add_argument("--force", action="store_true",
+                   help="redo this step, replacing its outputs even when they are complete or made with other settings")
     return p
 
 

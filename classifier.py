@@ -17,8 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bookkeeping import TrainingCheckpoint, cli, device_name, file_digest, load_trained, make_parser, \
-    outputs_complete, parse, save_json, start
+from bookkeeping import TrainingCheckpoint, cli, device_name, file_digest, load_trained, make_parser, parse, \
+    save_json, start, up_to_date
 from conv_vae import load_saved_models, saved_model_digests
 from vae import add_latent_dim_arg, add_training_args, load_mnist, reconstruct, train
 
@@ -95,8 +95,7 @@ def reconstruction_accuracy(out, device, args, data):
     if not config["models"]:
         print(f"classifier: no saved VAE in {out} whose reconstructions to judge; run vae.py and conv_vae.py first")
         return
-    if not args.force and outputs_complete(path, config):
-        print("classifier: skipped the reconstructions, their accuracy is up to date")
+    if up_to_date("reconstruction accuracy", path, config, force=args.force):
         return
     _, _, test_x, test_y = data()
     classifier = load_classifier(out, device)
@@ -129,9 +128,7 @@ def main(argv=None):
     def data():   # MNIST, loaded once, and only if a step below needs it
         return load_mnist(args.data_dir, device, args.quick)
 
-    if ckpt.complete and outputs_complete(metrics_path, config, [ckpt_path]):
-        print("classifier: skipped, outputs are complete and match the settings (--force redoes it)")
-    else:
+    if not (ckpt.complete and up_to_date("classifier", metrics_path, config, [ckpt_path], args.force)):
         train_x, train_y, test_x, test_y = data()
         train_t = F.one_hot(train_y, 10).float()                  # labels as one-hot rows, (N, 10)
         history = train(model, classifier_loss, (train_x, train_t),

@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 
-from bookkeeping import (UserError, cli, file_digest, load_trained, make_parser, outputs_complete, parse, save_figure,
-                         save_json, start)
+from bookkeeping import (UserError, cli, file_digest, load_trained, make_parser, parse, save_figure, save_json, start,
+                         up_to_date)
 from vae import (EPOCHS, HIDDEN_CONFIGS, LATENT_DIM, MODEL_2D, N_SAMPLES, VAE, MLPVAE, active_units, add_vae_args,
                  figure_title, fit, is_active, kl_per_unit, load_mnist, plot_losses, reconstruct, reconstruction,
                  show_images, unit_variance)
@@ -87,7 +87,7 @@ def saved_model_digests(out, latent_dim):
 def load_saved_models(out, latent_dim, device, step):
     """{name: model} for every finished model under `out`, read back with weights_only=True. A missing or
     unfinished one is left out, and a line says why."""
-    models = {}
+    models, unusable = {}, []
     for name, (model_class, expected, run_first) in saved_model_files(latent_dim).items():
         if not (out / f"{name}.pt").is_file():
             print(f"{step}: {name}.pt is not in {out}; run `{run_first}` to include it")
@@ -96,6 +96,9 @@ def load_saved_models(out, latent_dim, device, step):
             models[name] = load_trained(out / f"{name}.pt", model_class, expected, run_first)[0].to(device)
         except UserError as e:   # an unfinished or different model: leave it out, say why
             print(f"{step}: leaving out {name}: {e}")
+            unusable.append(e)
+    if not models and unusable:   # the models are there, but not as asked: training again would replace them
+        raise UserError(f"{step}: no model in {out} can be used as asked; {unusable[-1]}")
     if not models:
         raise UserError(f"{step}: no finished model in {out}; run `python vae.py` and `python conv_vae.py` first")
     return models
@@ -112,8 +115,7 @@ def decode_saved_models(out, device, latent_dim, seed, test, force=False, quick=
     config = {"seed": seed, "quick": quick, "test_images": len(test_x), "models": saved_model_digests(out, latent_dim)}
     figures = {"samples": out / "saved_models_samples.png", "reconstructions": out / "reconstructions.png",
                "kl": out / "kl_per_unit.png"}
-    if not force and outputs_complete(out / "saved_models.json", config, figures.values()):
-        print("Part 3: skipped, the figures are up to date")
+    if up_to_date("Part 3", out / "saved_models.json", config, figures.values(), force):
         return
     models = load_saved_models(out, latent_dim, device, "Part 3")
 

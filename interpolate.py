@@ -33,8 +33,8 @@ import torch
 
 from classifier import classify, load_classifier
 from conv_vae import load_conv_vae
-from bookkeeping import (UserError, cli, file_digest, make_parser, outputs_complete, parse, plural, positive_int,
-                         save_figure, save_json, start)
+from bookkeeping import (UserError, cli, file_digest, make_parser, parse, plural, positive_int, save_figure, save_json,
+                         start, up_to_date)
 from vae import add_latent_dim_arg, figure_title, load_mnist, show_images
 
 FROM_DIGIT = 4       # the path starts at this digit ...
@@ -333,8 +333,8 @@ def main(argv=None):
               "max_draws": args.max_draws, "ends_per_digit": ENDS_PER_DIGIT, "pair_steps": PAIR_STEPS,
               "traversal": TRAVERSAL, "seed": args.seed, "quick": args.quick,
               "models": {"conv.pt": file_digest(out / "conv.pt"), "classifier.pt": file_digest(out / "classifier.pt")}}
-    if not args.force and outputs_complete(paths["metrics"], config, [p for p in paths.values() if p.suffix == ".png"]):
-        print("interpolate: skipped, outputs are complete and match the settings (--force redoes it)")
+    if up_to_date("interpolate", paths["metrics"], config, [p for p in paths.values() if p.suffix == ".png"],
+                  args.force):
         return
     kinds = path_kinds(vae.config["latent_dim"])
     title = lambda text: figure_title(text, args.quick)  # noqa: E731

@@ -13,14 +13,15 @@ REPORT.pdf is the same Markdown typeset on A4 pages (typeset.py, with matplotlib
 that discusses it, followed by an appendix with the code of every script the study runs.
 """
 import ast
+import json
 import math
 import re
 from pathlib import Path
 
-from bookkeeping import (UserError, atomic_write, cli, file_digest, make_parser, outputs_complete, parse, plural,
-                         prepare_out, read_metrics, save_json)
+from bookkeeping import (SEED, UserError, atomic_write, cli, file_digest, make_parser, parse, plural, prepare_out,
+                         read_metrics, save_json, up_to_date)
 from typeset import write_pdf
-from vae import add_latent_dim_arg
+from vae import LATENT_DIM, add_latent_dim_arg
 
 MODELS = ["mlp_100_100", "mlp_200_200", "mlp_300_300", "conv"]   # the assignment's models, compared with each other
 MODEL_2D = "mlp_200_200_z2"   # beyond the assignment: vae.py's MLP with a 2-D z, shown beside them
@@ -588,8 +589,80 @@ def load_metrics(out):
         name = name.removesuffix(".json").removesuffix("_metrics")
         metrics[name] = read_metrics(path)
         if metrics[name] is None:
-            raise UserError(f"{path} is missing or unreadable: run `{step}` first (with the same --out)")
+            raise UserError(f"{path} is missing or unreadable: run `{step}` first, with the same --out (and --quick or "
+                            f"--latent-dim, if this run has them)")
     return metrics
+
+
+AGREE = {"quick": (False, lambda v: "--quick" if v else ""), "latent_dim": (LATENT_DIM, lambda v: f"--latent-dim {v}"),
+         "seed": (SEED, lambda v: f"--seed {v}")}   # what all inputs must agree on: the default, the flag for a value
+
+
+def setting(config, key):
+    """The first value of `key` anywhere in a nested config, or None."""
+    if isinstance(config, dict):
+        for k, v in config.items():
+            found = v if k == key else setting(v, key)
+            if found is not None:
+                return found
+    return None
+
+
+def check_one_run(m, out):
+    """Refuse inputs that mix runs: quick and full, two latent sizes or two seeds, or a step's outputs made from
+    other models than the ones now in the folder. The line names the files and the commands that make them agree."""
+    files = {name: name.removesuffix(".json").removesuffix("_metrics") for name in STEPS}
+    usual, flags, mixed = {}, [], None
+    for key, (default, flag) in AGREE.items():
+        groups = {}
+        for file, name in files.items():
+            if key == "latent_dim" and name == MODEL_2D:   # its z has 2 units in every run
+                continue
+            value = setting(config_of(m[name]), key)
+            if value is not None:
+                groups.setdefault(json.dumps(value), []).append(file)
+        if groups:
+            usual[key] = json.loads(max(groups, key=lambda v: len(groups[v])))   # most files have it
+        if len(groups) > 1 and mixed is None:
+            mixed = key, groups
+        if len(groups) > 1 or usual.get(key, default) != default:
+            flags.append(flag(usual[key]))
+    if mixed:
+        key, groups = mixed
+        odd = [f for v, group in groups.items() if v != json.dumps(usual[key]) for f in group]
+        sides = "; ".join(f"{', '.join(group)} {key} {v}" for v, group in groups.items())
+        raise UserError(f"the inputs in {out} are not from one run ({sides}): run "
+                        f"{commands(odd, flags + ['--force'], out)} so that they agree, or write each run into its own "
+                        f"--out")
+    stale = [(file, model) for file, name in files.items() for model, digest in input_digests(m[name]).items()
+             if (out / model).is_file() and file_digest(out / model) != digest]
+    if stale:
+        raise UserError(f"in {out}, " + ", ".join(f"{f} was made from another {model}" for f, model in stale)
+                        + f" than the one there now: run {commands([f for f, _ in stale], flags, out)}; a step redoes "
+                        f"outputs whose models changed")
+
+
+def commands(files, flags, out):
+    """The commands that rewrite `files`: their steps, with one MLP's --hidden when not all three need it."""
+    mlps = [f for f in files if f.startswith("mlp_")]
+    steps = [STEPS[f] + (" --hidden " + " ".join(f.split("_")[1:3]) if f in mlps and len(mlps) < 3 else "")
+             for f in files]
+    return " and ".join(f"`{' '.join(filter(None, [step, *flags]))} --out {out}`" for step in dict.fromkeys(steps))
+
+
+def config_of(metrics):
+    """A metrics file's config, or {} where it has none."""
+    config = metrics.get("config") if isinstance(metrics, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
+def input_digests(metrics):
+    """{model file: its digest} for the models a step's outputs were made from, as its config records them."""
+    config = config_of(metrics)
+    digests = {k if "." in k else f"{k}.pt": v for k, v in (config.get("models") or {}).items()}
+    if isinstance(config.get("classifier"), str):
+        digests["classifier.pt"] = config["classifier"]
+    return digests
 
 
 def is_smoke_test(m):
@@ -672,12 +745,12 @@ def main(argv=None):
     args = parse(p, argv)
     out = prepare_out(args.out)
     m = load_metrics(out)
+    check_one_run(m, out)
     code = study_code()
     inputs = list(STEPS) + [f for f in FIGURES if (out / f).is_file()]
     config = {"inputs": {f: file_digest(out / f) for f in inputs},
               "code": {name: file_digest(ROOT / name) for name in code}}   # new code, a new report and appendix
-    if not args.force and outputs_complete(out / "report_metrics.json", config, [out / "REPORT.md", out / "REPORT.pdf"]):
-        print("report: skipped, REPORT.md and REPORT.pdf are up to date (--force redoes it)")
+    if up_to_date("report", out / "report_metrics.json", config, [out / "REPORT.md", out / "REPORT.pdf"], args.force):
         return
     text = markdown(m, out)
     atomic_write(out / "REPORT.md", lambda tmp: tmp.write_text(text))

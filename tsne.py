@@ -29,8 +29,8 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from bookkeeping import (cli, device_name, file_digest, make_parser, outputs_complete, parse, plural, positive_float,
-                         positive_int, save_figure, save_json, start)
+from bookkeeping import (cli, device_name, file_digest, make_parser, parse, plural, positive_float, positive_int,
+                         save_figure, save_json, start, up_to_date)
 
 # ---------------------------------------------------------------------------------------------------------------
 # constants
@@ -652,8 +652,7 @@ def main(argv=None):
     config = {"n_samples": args.n_samples, "perplexity": args.perplexity, "n_iter": args.n_iter, "seed": args.seed,
               "quick": args.quick, "models": {name: file_digest(out / name) for name in
                                               ("conv.pt", "classifier.pt", "mlp_200_200_z2.pt") if (out / name).is_file()}}
-    if not args.force and outputs_complete(paths["metrics"], config, [paths["maps"], paths["distances"]]):
-        print("tsne: skipped, outputs are complete and match the settings (--force redoes it)")
+    if up_to_date("tsne", paths["metrics"], config, [paths["maps"], paths["distances"]], args.force):
         return
     probabilities = lambda images: classify(classifier, images)  # noqa: E731
     latent_dim = vae.config["latent_dim"]

@@ -27,8 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bookkeeping import (TrainingCheckpoint, UserError, as_json, check_idx, cli, device_name, load_trained,
-                         make_parser, parse, positive_int, positive_float, read_metrics, outputs_complete, save_figure,
-                         save_json, start)
+                         make_parser, parse, positive_int, positive_float, read_metrics, save_figure, save_json, start,
+                         up_to_date)
 
 HIDDEN_CONFIGS = [(100, 100), (200, 200), (300, 300)]  # Part 1: two hidden layers each
 LATENT_DIM = 20      # size of z
@@ -204,8 +204,9 @@ def set_lr(opt, lr):
 
 def check_finite(loss, epoch, ckpt):
     if not math.isfinite(loss):
-        kept = f"the last good checkpoint {ckpt.path} (epoch {epoch}) was kept" if epoch else "nothing was saved"
-        raise UserError(f"{ckpt.path.stem}: the loss became {loss} in epoch {epoch + 1}; {kept}; try a smaller --lr")
+        kept = (f"the last good checkpoint {ckpt.path} (epoch {epoch}) was kept; try a smaller --lr, with --force to "
+                f"train over it from the start" if epoch else "nothing was saved; try a smaller --lr")
+        raise UserError(f"{ckpt.path.stem}: the loss became {loss} in epoch {epoch + 1}; {kept}")
 
 
 def print_epoch(name, record, epochs):
@@ -443,8 +444,7 @@ def fit(name, build, args, data, device, out):
     paths = {"ckpt": out / f"{name}.pt", "samples": out / f"{name}_samples.png",
              "metrics": out / f"{name}_metrics.json"}
     ckpt = TrainingCheckpoint(paths["ckpt"], model.config, train_config, force=args.force)
-    if ckpt.complete and outputs_complete(paths["metrics"], config, [paths["samples"]]):
-        print(f"{name}: skipped, outputs are complete and match the settings (--force redoes it)")
+    if ckpt.complete and up_to_date(name, paths["metrics"], config, [paths["samples"]], args.force):
         return read_metrics(paths["metrics"])
 
     def test_losses(model):

@@ -229,7 +229,11 @@ def test_cli_writes_outputs_then_skips(models, tiny_data, tmp_path):
     again = run(*args)
     assert again.returncode == 0 and "interpolate: skipped" in again.stdout
 
-    changed = run(*args[:-4], "--steps", "4", "--max-draws", "300")
+    finished = (out / "interpolation_metrics.json").read_bytes()
+    refused = run(*args[:-4], "--steps", "4", "--max-draws", "300")   # other settings: finished work is kept
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    assert (out / "interpolation_metrics.json").read_bytes() == finished
+    changed = run(*args[:-4], "--steps", "4", "--max-draws", "300", "--force")
     assert changed.returncode == 0 and "skipped" not in changed.stdout
     assert len(json.loads((out / "interpolation_metrics.json").read_text())["linear"]["labels"]) == 4
 
