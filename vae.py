@@ -409,14 +409,15 @@ def plot_latent_2d(model, x, labels, path, title):
     canvas = images.view(GRID_2D, GRID_2D, 28, 28).permute(0, 2, 1, 3).reshape(GRID_2D * 28, GRID_2D * 28)
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6.5), layout="constrained")
+    mu, labels = mu.numpy(), labels.cpu().numpy()
     for digit in range(10):
-        mask = labels.cpu() == digit
+        mask = labels == digit
         if mask.any():
             left.scatter(mu[mask, 0], mu[mask, 1], s=2, color=plt.cm.tab10(digit), label=str(digit))
     left.set(title=f"μ(x) of {len(x)} test images, coloured by true digit", xlabel="z₁", ylabel="z₂")
     left.legend(title="digit", markerscale=5, fontsize=8)
     lim = ticks[-1].item() + 0.5 * (ticks[-1] - ticks[-2]).item()
-    right.imshow(canvas, cmap="gray", vmin=0, vmax=1, extent=(-lim, lim, -lim, lim))
+    right.imshow(canvas.numpy(), cmap="gray", vmin=0, vmax=1, extent=(-lim, lim, -lim, lim))
     right.set(title=f"decode(z) on a {GRID_2D} × {GRID_2D} grid at the quantiles of N(0, 1)", xlabel="z₁",
               ylabel="z₂ (axes not to scale: equal prior mass per cell)")
     fig.suptitle(title, fontsize=10)
