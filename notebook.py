@@ -27,6 +27,7 @@ NOTEBOOK = "vae_study.ipynb"
 STEP_LINE = re.compile(r'^step\s+"([^"]+)"\s+(\S+\.py)\s*$', re.M)   # step "Part 1: three MLP VAEs" vae.py
 SECTION_LINE = re.compile(r"^# -{10,}\s*$")   # the line that opens a section of a script
 PLUMBING_STEPS = ("report.py",)   # steps of run_all.sh whose code is plumbing, not a part of the study
+HIDE_INPUT = "hide-input"   # the collapsed cells' tag: nbconvert's TagRemovePreprocessor can leave their code out
 # The times stated in the notebook, read from README.md (its opening list), so that the two cannot disagree
 WHOLE_TIME = re.compile(r"\*\*The whole study\*\* took (?P<time>\d+ min \d+ s) on (?P<machine>this project's [^(]*"
                         r"machine \([^)]*\))")
@@ -170,8 +171,9 @@ printed above).
 - The notebook file: on Colab, File → Download → Download .ipynb; in Jupyter, File → Save Notebook, and the
   `.ipynb` file is the one in the folder.
 - The notebook as a PDF, if one is asked for: on Colab, File → Print, then the browser's "Save as PDF". In
-  Jupyter, File → Save and Export Notebook As → HTML (or `jupyter nbconvert --to html vae_study.ipynb` in a
-  terminal), open the HTML file in a browser and print it to PDF.
+  Jupyter, export it to HTML, open the HTML file in a browser and print it to PDF. In a terminal,
+  `jupyter nbconvert --to html --TagRemovePreprocessor.remove_input_tags hide-input vae_study.ipynb` leaves out
+  the code of the collapsed cells (their outputs stay); File → Save and Export Notebook As → HTML shows it in full.
 
 nbconvert's own PDF export (`--to pdf`) needs a TeX installation, and `--to webpdf` downloads a browser first;
 neither is needed for the routes above."""
@@ -332,7 +334,8 @@ def markdown(cell_id, text):
 
 
 def code(cell_id, text, tags=(), collapsed=False):
-    metadata = {"tags": list(tags)} if tags else {}
+    tags = [*tags, HIDE_INPUT] if collapsed else list(tags)
+    metadata = {"tags": tags} if tags else {}
     if collapsed:   # Colab shows the #@title line as a form's title; Jupyter shows "…" in place of the code
         metadata.update(cellView="form", jupyter={"source_hidden": True})
     return {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": metadata, "outputs": [],

@@ -135,10 +135,12 @@ def test_every_plumbing_cell_is_collapsed_under_a_one_line_title():
     for i, cell in enumerate(cells):
         if cell["id"] in hidden:
             assert cell["source"][0].startswith("#@title ") and "%%" not in cell["source"][0], cell["id"]
+            assert cell["metadata"]["tags"] == ["hide-input"], cell["id"]   # nbconvert can leave its code out
             title = "".join(cells[i - 1]["source"])
             assert cells[i - 1]["cell_type"] == "markdown" and "\n" not in title and "skip it" in title, cell["id"]
         elif cell["cell_type"] == "code":
             assert "cellView" not in cell["metadata"] and "jupyter" not in cell["metadata"], cell["id"]
+            assert "hide-input" not in cell["metadata"].get("tags", []), cell["id"]
     for name in PLUMBING:
         assert not any("".join(c["source"]).startswith(f"%%writefile {name}") for c in cells), name
 
