@@ -20,6 +20,7 @@ from collections import namedtuple
 from functools import lru_cache
 from itertools import takewhile
 
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
@@ -434,7 +435,10 @@ def pages(markdown, folder, code=None):
 
 def write_pdf(markdown, folder, path, code=None):
     title = next((content[1] for kind, content in blocks(markdown) if kind == "heading"), "")
-    # no creation date: the same inputs give the same bytes
-    with PdfPages(path, metadata={"CreationDate": None, "Title": plain(title)}) as pdf:
+    # Type 42 (TrueType) fonts: matplotlib before 3.11 draws the glyphs of a Type 3 font beyond Latin-1 (∂, α, →) as
+    # shapes without text, which a reader's search and pdftotext cannot find. No creation date: the same inputs give
+    # the same bytes.
+    with rc_context({"pdf.fonttype": 42}), \
+            PdfPages(path, metadata={"CreationDate": None, "Title": plain(title)}) as pdf:
         for fig in pages(markdown, folder, code):
             pdf.savefig(fig)

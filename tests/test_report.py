@@ -351,6 +351,16 @@ def test_the_appendix_holds_every_script(quick):
             assert name in shown and "".join(longest.split()) in shown, (name, longest)
 
 
+@pytest.mark.skipif(not shutil.which("pdftotext"), reason="needs pdftotext (poppler-utils)")
+def test_the_pdf_text_keeps_every_character(tmp_path):
+    # Beyond Latin-1, matplotlib before 3.11 draws Type 3 glyphs as shapes without text: pdftotext finds no ∂ or α
+    line = "∂C/∂Y from full N×N matrices, α ≥ 1 → ℓ_k"   # ℓ is not in the monospace font: its fallback too
+    typeset.write_pdf(f"# Title\n\nIn the text: {line}\n", tmp_path, tmp_path / "t.pdf", code={"x.py": f"# {line}\n"})
+    shown = subprocess.run(["pdftotext", str(tmp_path / "t.pdf"), "-"], capture_output=True, text=True,
+                           check=True).stdout
+    assert f"In the text: {line}" in shown and f"# {line}" in shown, shown
+
+
 def test_unchanged_inputs_are_skipped_and_give_the_same_bytes(quick, tmp_path, capsys):
     """Another folder with the same inputs: the same bytes (no date inside). A rerun is skipped; the skip config
     holds a digest of every script in the appendix, so a changed script writes a new report."""
