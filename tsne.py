@@ -51,6 +51,8 @@ INIT = {"latent": "random", "image": "pca", "encoded": "pca"}
 PERPLEXITY_TOL = 1e-5    # |H(P_i) − log(perplexity)| at which the search for β_i stops
 BISECTION_STEPS = 100    # at most this many halvings or doublings of β_i
 NEIGHBOURS_PER_PERPLEXITY = 3  # the fast P keeps int(3·perplexity + 1) neighbours, as scikit-learn's Barnes-Hut does
+KNN_SPARE = 16         # the neighbour search keeps this many candidates beyond k from float32 distances
+KNN_ELEMENTS = 2**24   # the neighbour search's strip: rows × N float32 distances (64 MB)
 
 # the optimiser: scikit-learn's TSNE (sklearn/manifold/_t_sne.py; its exact and Barnes-Hut methods share it).
 # bhtsne (van der Maaten, 2014) uses the same exaggeration, momenta and stage length, with η = 200 and no early
@@ -223,18 +225,39 @@ def conditional_affinities(D, perplexity):
 
 
 def nearest_neighbours(X, k, rows=None):
-    """The k nearest other points of each row of X (N, D), exactly: (squared distances (N, k), indices (N, k))."""
-    X = X.double()
-    N = len(X)
-    rows = rows or max(1, STRIP_ELEMENTS["cpu"] // N)
-    dists, index = [], []
+    """The k nearest other points of each row of X (N, D), exactly: (squared distances (N, k) float64, indices (N, k)).
+
+    A strip of rows at a time, candidates first: the k + KNN_SPARE nearest by float32 distances, then the k nearest
+    of those by float64 distances from the differences. A row is certain when its k-th float64 distance lies below
+    its last candidate's float32 distance by more than float32's error bound; the rare others are searched again
+    over all points, by float64 differences.
+    """
+    N, dim = X.shape
+    X64, X32 = X.double(), X.float()
+    m = min(N - 1, k + KNN_SPARE)  # candidates per row
+    rows = rows or max(1, KNN_ELEMENTS // N)
+    sq = (X64 * X64).sum(1)
+    # |fl(|x|² + |y|² − 2 x·y) − |x − y|²| ≤ (D + 2) ε₃₂ (|x| + |y|)², and (|x| + |y|)² ≤ 2 (|x|² + |y|²)
+    error = 2 * (dim + 2) * torch.finfo(torch.float32).eps * (sq + sq.max())  # (N,)
+    dists = torch.empty(N, k, dtype=torch.float64, device=X.device)
+    index = torch.empty(N, k, dtype=torch.long, device=X.device)
     for r0 in range(0, N, rows):
-        D = pairwise_sq_dists(X[r0:r0 + rows], X)  # (b, N)
+        r1 = min(N, r0 + rows)
+        D = pairwise_sq_dists(X32[r0:r1], X32)  # (b, N) float32
         D.diagonal(r0).fill_(math.inf)  # a point is not its own neighbour
-        d, j = D.topk(k, dim=1, largest=False)
-        dists.append(d)
-        index.append(j)
-    return torch.cat(dists), torch.cat(index)
+        d32, candidates = D.topk(m, dim=1, largest=False)  # (b, m)
+        del D
+        # |x_i − x_j|² in float64, for the candidates
+        d = ((X64[r0:r1, None, :] - X64[candidates]) ** 2).sum(2)  # (b, m)
+        d, order = d.topk(k, dim=1, largest=False)
+        dists[r0:r1], index[r0:r1] = d, candidates.gather(1, order)
+        # with every other point a candidate, each row is certain
+        unsure = (d[:, -1] >= d32[:, -1].double() - error[r0:r1]) & (m < N - 1)  # (b,)
+        for i in (r0 + unsure.nonzero().squeeze(1)).tolist():
+            D = ((X64[i] - X64) ** 2).sum(1)  # (N,): |x_i − x_j|² from the differences
+            D[i] = math.inf
+            dists[i], index[i] = D.topk(k, largest=False)
+    return dists, index
 
 
 def neighbour_affinities(X, perplexity, k):
@@ -276,17 +299,19 @@ def default_neighbours(n, perplexity):
 
 def attraction(nbr, a, Yt, with_kl=False):
     """Σ_j p_ij w_ij (y_i − y_j) for every i -> (2, N), with p_ij = a_ij + a_ji over the neighbour lists; and, if
-    with_kl, Σ_{i≠j} p_ij log w_ij. Yt: the map transposed, (2, N) float32."""
+    with_kl, Σ_{i≠j} p_ij log w_ij. Yt: the map transposed, (2, N) float32. Four passes over the N·k pairs, in
+    place: the gather, the differences, w and the forces."""
     N, k = nbr.shape
     j = nbr.view(1, -1).expand(2, -1)  # (2, N·k): each neighbour's column, for x and for y
-    d = Yt[:, :, None] - torch.gather(Yt, 1, j).view(2, N, k)  # (2, N, k): y_i − y_j for j in i's list
+    d = torch.gather(Yt, 1, j).view(2, N, k)  # y_j for j in i's list
+    d = torch.sub(Yt[:, :, None], d, out=d)  # (2, N, k): y_i − y_j
     # w_ij = (1 + |y_i − y_j|²)⁻¹
-    w = 1 / (1 + (d * d).sum(0))  # (N, k)
-    f = a * w * d  # (2, N, k)
-    # p_ij = a_ij + a_ji: each listed pair pulls i towards j by f and j towards i by −f
-    force = f.sum(2) - torch.zeros_like(Yt).scatter_add_(1, j, f.view(2, -1))
+    w = torch.addcmul(torch.ones((), device=Yt.device), d[0], d[0]).addcmul_(d[1], d[1]).reciprocal_()  # (N, k)
     # Σ_{i≠j} p_ij log w_ij = 2 Σ_{listed i→j} a_ij log w_ij, as w_ij = w_ji
-    return force, (2 * (a * w.log()).sum().double() if with_kl else None)
+    p_log_w = 2 * (a * w.log()).sum().double() if with_kl else None
+    f = d.mul_(w.mul_(a))  # (2, N, k): a_ij w_ij (y_i − y_j)
+    # p_ij = a_ij + a_ji: each listed pair pulls i towards j by f and j towards i by −f
+    return f.sum(2) - torch.zeros_like(Yt).scatter_add_(1, j, f.view(2, -1)), p_log_w
 
 
 def gradient(P, Y, exaggeration=1.0, buffers=None, with_kl=False, interpolate=False):

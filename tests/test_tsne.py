@@ -472,3 +472,14 @@ def test_interpolated_repulsion_on_cuda_matches_cpu():
     assert abs(p_log_q - p_log_q_cpu) <= 1e-5 * abs(p_log_q_cpu)
     Y, kl = tsne.tsne(X.cuda(), n_iter=300, interpolate=True)
     assert Y.device.type == "cuda" and torch.isfinite(Y).all() and (Y.std(0) > 0.5).all() and math.isfinite(kl)
+
+
+def test_neighbours_far_from_the_origin_are_searched_again_in_float64():
+    """Points 1000 from the origin and 0.01 apart: float32's |x|² + |y|² − 2 x·y cannot rank them, so every row
+    is unsure and searched again; the neighbours are still the exact ones."""
+    g = torch.Generator().manual_seed(2)
+    X = 1000 + 0.01 * torch.randn(60, 5, generator=g, dtype=torch.float64)
+    D = ((X[:, None] - X[None]) ** 2).sum(-1).fill_diagonal_(math.inf)
+    d_ref, i_ref = D.topk(7, dim=1, largest=False)
+    d, i = tsne.nearest_neighbours(X, 7, rows=16)
+    assert torch.equal(i, i_ref) and torch.allclose(d, d_ref, rtol=1e-12, atol=0)
