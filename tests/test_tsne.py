@@ -247,10 +247,10 @@ def test_fast_kl_after_300_iterations_matches_reference(data, exact):
 
 def test_sparse_P_and_interpolation_cost_little_quality():
     """At N = 2000: keeping P over the 3·perplexity nearest neighbours, as the fast path does, against the exact P
-    costs at most 0.003 of trustworthiness; the interpolated repulsion (the default from FFT_FROM_N = 2000 on)
-    against the exact one with the same P, at most 0.003 of trustworthiness and 0.005 of 10-NN agreement."""
+    costs at most 0.003 of trustworthiness; the interpolated repulsion (the default from FFT_FROM_N on) against
+    the exact one with the same P, at most 0.003 of trustworthiness and 0.005 of 10-NN agreement."""
     X, labels = gaussian_clusters(n_per=200, n_clusters=10, dim=50, spread=3.0, seed=11)
-    Y_interpolated, _ = tsne.tsne(X)
+    Y_interpolated, _ = tsne.tsne(X, interpolate=True)
     Y_sparse, _ = tsne.tsne(X, interpolate=False)
     Y_exact, _ = tsne.tsne(X, exact=True)
     T_interpolated, T_sparse, T_exact = (tsne.trustworthiness(X, Y) for Y in (Y_interpolated, Y_sparse, Y_exact))
