@@ -23,6 +23,7 @@ the measured peak. Needs the real MNIST files; scikit-learn and openTSNE are nee
 (`pip install scikit-learn openTSNE`).
 """
 import argparse
+import importlib.util
 import os
 import random
 import re
@@ -47,6 +48,7 @@ DATA_DIR = os.path.join(ROOT, "..", "shared", "data")  # holds MNIST/raw/t10k-im
 SIZES = [2000, 5000, 20000, 70000]  # the first N digits: the test set, then the training set
 TRUST_ROWS = 5000  # above this N, trustworthiness over this many random points' neighbourhoods
 SKLEARN_MAX_N = 20000  # scikit-learn's Barnes-Hut takes more than 15 minutes at N = 70000 on 2 cores
+BASELINE_MAX_N = 5000  # another version of tsne.py (--baseline) runs up to this N: the study's sizes
 N_PCS = 50  # principal components kept before t-SNE, as usual for MNIST
 K = 10  # neighbours for trustworthiness and the k-NN accuracy
 PERPLEXITY = 30.0
@@ -127,10 +129,11 @@ def sync(device):
 # the methods: each returns (Y (N, 2) tensor, KL, details)
 
 
-def ours(X):
-    """tsne.tsne, with its parts timed: the affinities, and the iterations (counted through tsne.gradient)."""
+def ours(X, module=tsne):
+    """tsne.tsne (or `module`'s), with its parts timed: the affinities, and the iterations (counted through
+    tsne.gradient)."""
     details = {"seconds_P": 0.0, "iterations": -1}  # the last gradient call is the final KL's
-    affinities, gradient = tsne.neighbour_affinities, tsne.gradient
+    affinities, gradient = module.neighbour_affinities, module.gradient
 
     def timed_affinities(*args):
         sync(X.device)
@@ -144,11 +147,11 @@ def ours(X):
         details["iterations"] += 1
         return gradient(*args, **kwargs)
 
-    tsne.neighbour_affinities, tsne.gradient = timed_affinities, counted_gradient
+    module.neighbour_affinities, module.gradient = timed_affinities, counted_gradient
     try:
-        Y, kl = tsne.tsne(X, PERPLEXITY, N_ITER)
+        Y, kl = module.tsne(X, PERPLEXITY, N_ITER)
     finally:
-        tsne.neighbour_affinities, tsne.gradient = affinities, gradient
+        module.neighbour_affinities, module.gradient = affinities, gradient
     details["seconds_iterations"] = None  # the total less P
     return Y, kl, details
 
@@ -179,8 +182,19 @@ def opentsne(X):
     return torch.from_numpy(E.copy()), float(E.kl_divergence), {"seconds_iterations": iterations}
 
 
-def available_methods(compare, device):
+def load_baseline(path):
+    """Another version of tsne.py, e.g. `git show REV:tsne.py > /tmp/tsne_before.py`, as a module."""
+    spec = importlib.util.spec_from_file_location("tsne_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def available_methods(compare, device, baseline=None):
     methods = {"ours (tsne.py)": ours}
+    if baseline:
+        module = load_baseline(baseline)
+        methods["ours, baseline"] = lambda X: ours(X, module)
     if compare and device.type == "cpu":
         methods["scikit-learn"] = sklearn_tsne
         try:
@@ -235,11 +249,15 @@ def iteration_cost(n, k):
 
 
 def main(argv=None):
+    global N_ITER
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=DATA_DIR, help=f"folder with MNIST/raw (default: {DATA_DIR})")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps (default: cpu)")
     parser.add_argument("--n", type=int, nargs="+", default=SIZES, help=f"points to embed (default: {SIZES})")
     parser.add_argument("--compare", action="store_true", help="run scikit-learn (and openTSNE) beside ours")
+    parser.add_argument("--baseline", default=None, metavar="FILE",
+                        help=f"also time another version of tsne.py, up to N = {BASELINE_MAX_N} (default: none)")
+    parser.add_argument("--iterations", type=int, default=N_ITER, help=f"iterations (default: {N_ITER})")
     parser.add_argument("--sklearn-max-n", type=int, default=SKLEARN_MAX_N,
                         help=f"leave scikit-learn out above this N (default: {SKLEARN_MAX_N})")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs of each method, interleaved (default: 1)")
@@ -248,9 +266,10 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch and the others (default: one per free core, as tsne.py chooses)")
     args, _ = parser.parse_known_args(argv)
+    N_ITER = args.iterations
     device = bookkeeping.pick_device(args.device)
     print(f"device: {bookkeeping.device_name(device)}; torch {torch.__version__}")
-    methods = available_methods(args.compare, device)
+    methods = available_methods(args.compare, device, args.baseline)
     train_x, train_y, test_x, test_y = vae.load_mnist(args.data_dir, "cpu")
     digits, digit_labels = torch.cat([test_x, train_x]), torch.cat([test_y, train_y])
 
@@ -272,8 +291,9 @@ def main(argv=None):
             if device.type == "cuda":
                 tsne.tsne(X, PERPLEXITY, 300)  # warm-up: CUDA context, kernels, allocator
             here = {name: method for name, method in methods.items()
-                    if name != "scikit-learn" or n <= args.sklearn_max_n}
-            if len(here) < len(methods):
+                    if (name != "scikit-learn" or n <= args.sklearn_max_n)
+                    and (name != "ours, baseline" or n <= BASELINE_MAX_N)}
+            if "scikit-learn" in methods and "scikit-learn" not in here:
                 print(f"\nN = {n}: scikit-learn left out (--sklearn-max-n {args.sklearn_max_n})")
             results = {name: [] for name in here}
             with OthersLoad() as load:
@@ -294,7 +314,7 @@ def report(n, results, labels, X, others, floor):
     print(f"\nN = {n} MNIST digits (50 PCs), perplexity {PERPLEXITY:g}, {N_ITER} iterations, "
           f"{torch.get_num_threads()} threads; CPU taken by other processes meanwhile: {others:.0%} of all cores"
           + (f"; trustworthiness over {TRUST_ROWS} random points' neighbourhoods" if subset is not None else ""))
-    peers = [statistics.median(t for t, *_ in runs) for name, runs in results.items() if name != "ours (tsne.py)"]
+    peers = [statistics.median(t for t, *_ in runs) for name, runs in results.items() if not name.startswith("ours")]
     faster = min(peers) if peers else None
     print(f"{'method':16s} {'median s':>9s} {'× faster':>9s} {'P s':>7s} {'iter. s':>8s} {'trust.':>7s} "
           f"{'10-NN acc.':>11s} {'KL':>7s}  all runs (s)")
