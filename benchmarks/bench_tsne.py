@@ -69,7 +69,7 @@ class OthersLoad:
         self.share = max(others, 0.0) / max(total - self.total, 1e-9)
 
 
-def knn_accuracy(Y, labels, k=K, rows=2000):
+def knn_accuracy(Y, labels, k=K, rows=500):
     """Leave-one-out k-NN classification accuracy: majority label of each point's k nearest neighbours."""
     Y = Y.double()
     correct = 0
