@@ -5,8 +5,9 @@ Gaussian affinities P of the data, by gradient descent on KL(P || Q). The file r
   1. `tsne_reference`: the algorithm as the papers write it, with full N×N matrices in float64. Read this first;
      the tests check everything else against it.
   2. `tsne`: the same algorithm, fast. P is kept over each point's 3·perplexity nearest neighbours, as in
-     scikit-learn's Barnes-Hut t-SNE; the repulsion between all N² pairs stays exact, computed a strip of rows
-     at a time in float32.
+     scikit-learn's Barnes-Hut t-SNE. Below FFT_FROM_N points the repulsion between all N² pairs stays exact,
+     computed a strip of rows at a time in float32; from there on it comes from the FFT-accelerated
+     interpolation of Linderman et al. (2019), at a cost that grows as N.
   3. the study: 5000 prior samples of the conv VAE, embedded twice (latent vectors, coloured by the digit the
      classifier sees in their decoded images, and the decoded images themselves), beside a third map of the
      encoded test set, the posterior means μ(x) of 5000 test images coloured by their true digit. The prior is
@@ -225,7 +226,8 @@ def conditional_affinities(D, perplexity):
 
 
 def nearest_neighbours(X, k, rows=None):
-    """The k nearest other points of each row of X (N, D), exactly: (squared distances (N, k) float64, indices (N, k)).
+    """The k nearest other points of each row of X (N, D), exactly: (squared distances (N, k) float64, indices
+    (N, k)).
 
     A strip of rows at a time, candidates first: the k + KNN_SPARE nearest by float32 distances, then the k nearest
     of those by float64 distances from the differences. A row is certain when its k-th float64 distance lies below
@@ -326,6 +328,8 @@ def gradient(P, Y, exaggeration=1.0, buffers=None, with_kl=False, interpolate=Fa
     N = len(Y)
     Yt = Y.T.float().contiguous()  # (2, N)
     dense = torch.is_tensor(P)
+    if interpolate and dense:
+        raise ValueError("the interpolated repulsion takes P as neighbour lists, not dense")
     if interpolate:
         repel, Z = interpolated_repulsion(Yt)
     else:

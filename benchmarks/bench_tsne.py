@@ -11,15 +11,17 @@ The digits are the 10,000 MNIST test images followed by the 60,000 training imag
 N = 70000 is all of MNIST. The project's goals on a 2-core CPU: at most 1.0× the time of the faster of
 scikit-learn and openTSNE at N = 2000 and 5000, at most 0.7× at N = 20000 and 70000 (P included), with
 trustworthiness (k = 10) within 0.003 and 10-NN accuracy within 0.005 of the better of the two; beside one other
-busy torch process, N = 1000 in at most 3× its time alone. Each method's time is split into P (neighbours,
-affinities and the start) and the iterations. Above TRUST_ROWS points, trustworthiness is measured over the
-neighbourhoods of TRUST_ROWS random points (the same for every method); scikit-learn is left out above
---sklearn-max-n points (default 20000: at 70000 it runs for more than 15 minutes). All methods run their defaults at perplexity 30 with
-1000 iterations (250 of them exaggerated) from a PCA start, with the same number of threads: one per free core, as
-tsne.py chooses, unless --threads says otherwise. Runs are interleaved, so a busy machine slows each method alike;
-the line "CPU taken by other processes" says how busy it was. For ours, the time per iteration is set against
-what this machine can do at best: the bytes an iteration moves at the measured cache bandwidth, and its FLOPs at
-the measured peak. Needs the real MNIST files; scikit-learn and openTSNE are needed only here
+busy torch process, N = 1000 in at most 3× its time alone. Each method's time is split into P and the
+iterations: for ours, P is the neighbour search and the affinities; for the others, everything before their first
+iteration. Above TRUST_ROWS points, trustworthiness is taken over the neighbourhoods of TRUST_ROWS random points
+(the same for every method). scikit-learn is left out above --sklearn-max-n points (default 20000), to keep the
+run within half an hour. All methods run their defaults at perplexity 30 with 1000 iterations (250 of them
+exaggerated) from a PCA start, with the same number of threads: one per free core, as tsne.py chooses, unless
+--threads says otherwise. Runs are interleaved, so a busy machine slows each method alike; the line "CPU taken by
+other processes" says how busy it was. For ours with the exact repulsion (below tsne.FFT_FROM_N), the time per
+iteration is set against what this machine can do at best: the bytes an iteration moves at the measured cache
+bandwidth, and its FLOPs at the measured peak. --baseline FILE times another version of tsne.py beside this one,
+at N up to 5000 (the study's sizes). Needs the real MNIST files; scikit-learn and openTSNE are needed only here
 (`pip install scikit-learn openTSNE`).
 """
 import argparse
@@ -47,7 +49,7 @@ from busy import busy  # noqa: E402
 DATA_DIR = os.path.join(ROOT, "..", "shared", "data")  # holds MNIST/raw/t10k-images-idx3-ubyte and the labels
 SIZES = [2000, 5000, 20000, 70000]  # the first N digits: the test set, then the training set
 TRUST_ROWS = 5000  # above this N, trustworthiness over this many random points' neighbourhoods
-SKLEARN_MAX_N = 20000  # scikit-learn's Barnes-Hut takes more than 15 minutes at N = 70000 on 2 cores
+SKLEARN_MAX_N = 20000  # scikit-learn's Barnes-Hut grows as N log N; at 70000 it would take most of the run
 BASELINE_MAX_N = 5000  # another version of tsne.py (--baseline) runs up to this N: the study's sizes
 N_PCS = 50  # principal components kept before t-SNE, as usual for MNIST
 K = 10  # neighbours for trustworthiness and the k-NN accuracy
