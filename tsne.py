@@ -424,32 +424,35 @@ def interpolated_repulsion(Yt, p=INTERPOLATION_NODES):
     """Σ_j w_ij² (y_i − y_j) (2, N) float32 and Z = Σ_{k≠l} w_kl (float64) for the map Yt (2, N), approximately:
     the interpolation's error grows as (box width)³."""
     N = Yt.shape[1]
-    lo = Yt.min()
-    width = (Yt.max() - lo).item()  # one square grid over both axes
-    n = fft_size(max(MIN_BOXES, math.ceil(width / BOX_WIDTH)))  # boxes along each axis
-    h = max(width, torch.finfo(torch.float32).tiny) / n  # box width
-    M = n * p  # nodes along each axis, h / p apart
+    lo = Yt.min(1, keepdim=True).values  # (2, 1)
+    widths = (Yt.max(1).values - lo[:, 0]).tolist()  # the map's width along x and along y
+    n = fft_size(max(MIN_BOXES, math.ceil(max(widths) / BOX_WIDTH)))  # boxes along the wider axis
+    h = max(max(widths), torch.finfo(torch.float32).tiny) / n  # box width, the same along both axes
+    nx, ny = (fft_size(max(1, math.ceil(w / h - 1e-3))) for w in widths)  # boxes along x and y
+    Mx, My = nx * p, ny * p  # nodes along x and y, h / p apart
     u = (Yt - lo) / h  # (2, N): position in box widths
-    box = u.floor().clamp_(0, n - 1)  # the box of each point; the last edge belongs to the last box
+    last = torch.tensor([[nx - 1], [ny - 1]], dtype=u.dtype, device=Yt.device)
+    box = torch.minimum(u.floor().clamp_(min=0), last)  # the box of each point; the far edge is in the last box
     L = lagrange_weights(u - box, p)  # (2, N, p): along x and along y
     node = box.long()[:, :, None] * p + torch.arange(p, device=Yt.device)  # (2, N, p): node index along each axis
-    index = (node[0, :, :, None] * M + node[1, :, None, :]).view(N, p * p)  # (N, p²) into the flat M × M grid
+    index = (node[0, :, :, None] * My + node[1, :, None, :]).view(N, p * p)  # (N, p²) into the flat Mx × My grid
     weight = (L[0, :, :, None] * L[1, :, None, :]).view(N, p * p)  # (N, p²): L_k(x) L_l(y)
     # the charges c_j: 1, x_j, y_j, |y_j|²
     charges = torch.stack([torch.ones_like(Yt[0]), Yt[0], Yt[1], (Yt * Yt).sum(0)])  # (4, N)
     # spread: q_c(node) = Σ_j L_k(x_j) L_l(y_j) c_j over the points j whose box holds the node
-    grid = torch.zeros(4, M * M, device=Yt.device)
-    grid.view(-1).index_add_(0, (index.view(1, -1) + M * M * torch.arange(4, device=Yt.device)[:, None]).view(-1),
+    grid = torch.zeros(4, Mx * My, device=Yt.device)
+    grid.view(-1).index_add_(0, (index.view(1, -1) + Mx * My * torch.arange(4, device=Yt.device)[:, None]).view(-1),
                              (charges[:, :, None] * weight).view(-1))
-    # the kernel between nodes (a, b) apart, on a 2M × 2M torus: zero padding turns the circular convolution into
-    # the plain one for offsets |a|, |b| < M
-    offset = torch.arange(2 * M, device=Yt.device)
-    offset = torch.minimum(offset, 2 * M - offset) * (h / p)  # (2M,): |a| h/p
+    # the kernel between nodes (a, b) apart, on a 2Mx × 2My torus: zero padding turns the circular convolution into
+    # the plain one for offsets |a| < Mx, |b| < My
+    ox, oy = (torch.arange(2 * m, device=Yt.device) for m in (Mx, My))
+    ox, oy = (torch.minimum(o, len(o) - o) * (h / p) for o in (ox, oy))  # (2Mx,), (2My,): |a| h/p, |b| h/p
     # K = (1 + |δ|²)⁻²
-    kernel = (1 + offset[:, None] ** 2 + offset[None, :] ** 2) ** -2  # (2M, 2M)
+    kernel = (1 + ox[:, None] ** 2 + oy[None, :] ** 2) ** -2  # (2Mx, 2My)
     # φ_c(node) = Σ_node' K(node − node') q_c(node'): a convolution, a product of spectra
-    spectrum = torch.fft.rfft2(grid.view(4, M, M), s=(2 * M, 2 * M)) * torch.fft.rfft2(kernel)
-    potential = torch.fft.irfft2(spectrum, s=(2 * M, 2 * M))[:, :M, :M].reshape(4, M * M)  # (4, M²)
+    size = (2 * Mx, 2 * My)
+    spectrum = torch.fft.rfft2(grid.view(4, Mx, My), s=size) * torch.fft.rfft2(kernel)
+    potential = torch.fft.irfft2(spectrum, s=size)[:, :Mx, :My].reshape(4, Mx * My)  # (4, Mx·My)
     # interpolate back: φ_c(y_i) = Σ_{k,l} L_k(x_i) L_l(y_i) φ_c(node_kl)
     phi = (potential[:, index] * weight).sum(2).double()  # (4, N)
     Y = Yt.double()

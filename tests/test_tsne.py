@@ -196,7 +196,7 @@ def test_lagrange_weights_reproduce_quadratics():
 
 
 def box_width(Y):
-    width = (Y.max() - Y.min()).item()
+    width = (Y.max(0).values - Y.min(0).values).max().item()  # along the wider axis
     return width / tsne.fft_size(max(tsne.MIN_BOXES, math.ceil(width / tsne.BOX_WIDTH)))
 
 
