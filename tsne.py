@@ -5,8 +5,9 @@ Gaussian affinities P of the data, by gradient descent on KL(P || Q). The file r
   1. `tsne_reference`: the algorithm as the papers write it, with full N×N matrices in float64. Read this first;
      the tests check everything else against it.
   2. `tsne`: the same algorithm, fast. P is kept over each point's 3·perplexity nearest neighbours, as in
-     scikit-learn's Barnes-Hut t-SNE; the repulsion between all N² pairs stays exact, computed a strip of rows
-     at a time in float32.
+     scikit-learn's Barnes-Hut t-SNE. Below FFT_FROM_N points the repulsion between all N² pairs stays exact,
+     computed a strip of rows at a time in float32; from there on it comes from the FFT-accelerated
+     interpolation of Linderman et al. (2019), at a cost that grows as N.
   3. the study: 5000 prior samples z ~ N(0, I) of the conv VAE, embedded in all their units (coloured by the
      digit the classifier sees in their decodings), in the active units alone, and as decoded images; beside them
      the posterior means μ(x) of 5000 test images, coloured by their true digit. Then whether the prior matches the
@@ -47,6 +48,8 @@ BOOTSTRAP = 1000      # resamples for the 95% interval of the prior-to-posterior
 PERPLEXITY_TOL = 1e-5    # |H(P_i) − log(perplexity)| at which the search for β_i stops
 BISECTION_STEPS = 100    # at most this many halvings or doublings of β_i
 NEIGHBOURS_PER_PERPLEXITY = 3  # the fast P keeps int(3·perplexity + 1) neighbours, as scikit-learn's Barnes-Hut does
+KNN_SPARE = 16         # the neighbour search keeps this many candidates beyond k from float32 distances
+KNN_ELEMENTS = 2**24   # the neighbour search's strip: rows × N float32 distances (64 MB)
 
 # the optimiser: scikit-learn's TSNE (sklearn/manifold/_t_sne.py; its exact and Barnes-Hut methods share it).
 # bhtsne (van der Maaten, 2014) uses the same exaggeration, momenta and stage length, with η = 200 and no early
@@ -63,6 +66,13 @@ INIT_STD = 1e-4            # the start: PCA scaled so that its first column has 
 
 # the fast path's working memory: a strip of rows × N columns, 3 float32 values per pair
 STRIP_ELEMENTS = {"cpu": 2**20, "cuda": 2**26}  # 12 MB on a CPU, the fastest size tried; on a GPU, few large kernels
+
+# the fast path's repulsion from N = FFT_FROM_N on: FFT-accelerated interpolation (Linderman et al., 2019), with
+# openTSNE's defaults; below it, the exact strips are faster on the 2-core CPU (README, "t-SNE beside scikit-learn")
+FFT_FROM_N = 20000       # the one rule that chooses between the two repulsions
+INTERPOLATION_NODES = 3  # p: Lagrange nodes per box along each axis (openTSNE's n_interpolation_points)
+BOX_WIDTH = 1.0          # boxes at most this wide, in map units (openTSNE's ints_in_interval)
+MIN_BOXES = 50           # boxes along each axis, at least (openTSNE's min_num_intervals)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -212,18 +222,40 @@ def conditional_affinities(D, perplexity):
 
 
 def nearest_neighbours(X, k, rows=None):
-    """The k nearest other points of each row of X (N, D), exactly: (squared distances (N, k), indices (N, k))."""
-    X = X.double()
-    N = len(X)
-    rows = rows or max(1, STRIP_ELEMENTS["cpu"] // N)
-    dists, index = [], []
+    """The k nearest other points of each row of X (N, D), exactly: (squared distances (N, k) float64, indices
+    (N, k)).
+
+    A strip of rows at a time, candidates first: the k + KNN_SPARE nearest by float32 distances, then the k nearest
+    of those by float64 distances from the differences. A row is certain when its k-th float64 distance lies below
+    its last candidate's float32 distance by more than float32's error bound; the rare others are searched again
+    over all points, by float64 differences.
+    """
+    N, dim = X.shape
+    X64, X32 = X.double(), X.float()
+    m = min(N - 1, k + KNN_SPARE)  # candidates per row
+    rows = rows or max(1, KNN_ELEMENTS // N)
+    sq = (X64 * X64).sum(1)
+    # |fl(|x|² + |y|² − 2 x·y) − |x − y|²| ≤ (D + 2) ε₃₂ (|x| + |y|)², and (|x| + |y|)² ≤ 2 (|x|² + |y|²)
+    error = 2 * (dim + 2) * torch.finfo(torch.float32).eps * (sq + sq.max())  # (N,)
+    dists = torch.empty(N, k, dtype=torch.float64, device=X.device)
+    index = torch.empty(N, k, dtype=torch.long, device=X.device)
     for r0 in range(0, N, rows):
-        D = pairwise_sq_dists(X[r0:r0 + rows], X)  # (b, N)
+        r1 = min(N, r0 + rows)
+        D = pairwise_sq_dists(X32[r0:r1], X32)  # (b, N) float32
         D.diagonal(r0).fill_(math.inf)  # a point is not its own neighbour
-        d, j = D.topk(k, dim=1, largest=False)
-        dists.append(d)
-        index.append(j)
-    return torch.cat(dists), torch.cat(index)
+        d32, candidates = D.topk(m, dim=1, largest=False)  # (b, m)
+        del D
+        # |x_i − x_j|² in float64, for the candidates
+        d = ((X64[r0:r1, None, :] - X64[candidates]) ** 2).sum(2)  # (b, m)
+        d, order = d.topk(k, dim=1, largest=False)
+        dists[r0:r1], index[r0:r1] = d, candidates.gather(1, order)
+        # with every other point a candidate, each row is certain
+        unsure = (d[:, -1] >= d32[:, -1].double() - error[r0:r1]) & (m < N - 1)  # (b,)
+        for i in (r0 + unsure.nonzero().squeeze(1)).tolist():
+            D = ((X64[i] - X64) ** 2).sum(1)  # (N,): |x_i − x_j|² from the differences
+            D[i] = math.inf
+            dists[i], index[i] = D.topk(k, largest=False)
+    return dists, index
 
 
 def neighbour_affinities(X, perplexity, k):
@@ -265,38 +297,61 @@ def default_neighbours(n, perplexity):
 
 def attraction(nbr, a, Yt, with_kl=False):
     """Σ_j p_ij w_ij (y_i − y_j) for every i -> (2, N), with p_ij = a_ij + a_ji over the neighbour lists; and, if
-    with_kl, Σ_{i≠j} p_ij log w_ij. Yt: the map transposed, (2, N) float32."""
+    with_kl, Σ_{i≠j} p_ij log w_ij. Yt: the map transposed, (2, N) float32. Four passes over the N·k pairs, in
+    place: the gather, the differences, w and the forces."""
     N, k = nbr.shape
     j = nbr.view(1, -1).expand(2, -1)  # (2, N·k): each neighbour's column, for x and for y
-    d = Yt[:, :, None] - torch.gather(Yt, 1, j).view(2, N, k)  # (2, N, k): y_i − y_j for j in i's list
+    d = torch.gather(Yt, 1, j).view(2, N, k)  # y_j for j in i's list
+    d = torch.sub(Yt[:, :, None], d, out=d)  # (2, N, k): y_i − y_j
     # w_ij = (1 + |y_i − y_j|²)⁻¹
-    w = 1 / (1 + (d * d).sum(0))  # (N, k)
-    f = a * w * d  # (2, N, k)
-    # p_ij = a_ij + a_ji: each listed pair pulls i towards j by f and j towards i by −f
-    force = f.sum(2) - torch.zeros_like(Yt).scatter_add_(1, j, f.view(2, -1))
+    w = torch.addcmul(torch.ones((), device=Yt.device), d[0], d[0]).addcmul_(d[1], d[1]).reciprocal_()  # (N, k)
     # Σ_{i≠j} p_ij log w_ij = 2 Σ_{listed i→j} a_ij log w_ij, as w_ij = w_ji
-    return force, (2 * (a * w.log()).sum().double() if with_kl else None)
+    p_log_w = 2 * (a * w.log()).sum().double() if with_kl else None
+    f = d.mul_(w.mul_(a))  # (2, N, k): a_ij w_ij (y_i − y_j)
+    # p_ij = a_ij + a_ji: each listed pair pulls i towards j by f and j towards i by −f
+    return f.sum(2) - torch.zeros_like(Yt).scatter_add_(1, j, f.view(2, -1)), p_log_w
 
 
-def gradient(P, Y, exaggeration=1.0, buffers=None, with_kl=False):
+def gradient(P, Y, exaggeration=1.0, buffers=None, with_kl=False, interpolate=False):
     """∂C/∂Y (N, 2) float32 for the map Y, with P multiplied by α = exaggeration; and, if with_kl, Σ p_ij log q_ij
     (else None). P is dense (N, N), or the neighbour lists (nbr, a) of `neighbour_affinities`.
 
     The repulsion runs over all pairs, in float32, a strip of rows at a time. It uses explicit differences
     y_i − y_j, so the result is exact to float32 rounding, and each pair once: w_ij = w_ji, and the force of a pair
-    on j is minus its force on i. buffers: two float32 tensors of 2·rows·N elements.
+    on j is minus its force on i. buffers: two float32 tensors of 2·rows·N elements. interpolate=True (neighbour
+    lists only) takes the repulsion from `interpolated_repulsion` instead, at a cost that grows as N.
     """
     N = len(Y)
     Yt = Y.T.float().contiguous()  # (2, N)
+    dense = torch.is_tensor(P)
+    if interpolate and dense:
+        raise ValueError("the interpolated repulsion takes P as neighbour lists, not dense")
+    if interpolate:
+        repel, Z = interpolated_repulsion(Yt)
+    else:
+        repel, Z, attract, p_log_w = exact_repulsion(P, Yt, buffers, with_kl)
+    if not dense:
+        attract, p_log_w = attraction(*P, Yt, with_kl)
+    # ∂C/∂y_i = 4 Σ_j (α p_ij − q_ij) w_ij (y_i − y_j) = 4α Σ_j p_ij w_ij (y_i − y_j) − 4/Z Σ_j w_ij² (y_i − y_j)
+    grad = 4 * exaggeration * attract - (4 / Z.float()) * repel
+    # Σ p_ij log q_ij = Σ p_ij log w_ij − log Z   (Σ p_ij = 1)
+    return grad.T, ((p_log_w - Z.log()).item() if with_kl else None)
+
+
+def exact_repulsion(P, Yt, buffers=None, with_kl=False):
+    """Σ_j w_ij² (y_i − y_j) (2, N) and Z = Σ_{k≠l} w_kl (float64) for the map Yt (2, N), over all pairs, a strip of
+    rows at a time; with dense P (N, N), also Σ_j p_ij w_ij (y_i − y_j) (2, N) and, if with_kl, Σ p_ij log w_ij
+    (else both None)."""
+    N = Yt.shape[1]
     if buffers is None:
-        buffers = strip_buffers(N, Y.device)
+        buffers = strip_buffers(N, Yt.device)
     rows = buffers[0].numel() // (2 * N)
     dense = torch.is_tensor(P)
-    attract = torch.zeros_like(Yt)  # Σ_j p_ij w_ij (y_i − y_j), accumulated strip by strip when P is dense
+    attract = torch.zeros_like(Yt) if dense else None  # Σ_j p_ij w_ij (y_i − y_j), accumulated strip by strip
     repel = torch.zeros_like(Yt)  # Σ_j w_ij² (y_i − y_j)
-    Z = torch.zeros((), dtype=torch.float64, device=Y.device)
-    p_log_w = torch.zeros((), dtype=torch.float64, device=Y.device)
-    one = torch.ones((), device=Y.device)
+    Z = torch.zeros((), dtype=torch.float64, device=Yt.device)
+    p_log_w = torch.zeros((), dtype=torch.float64, device=Yt.device) if dense else None
+    one = torch.ones((), device=Yt.device)
     for r0 in range(0, N, rows):
         # the strip: rows i in [r0, r1), columns j ≥ r0. Pairs with j ≥ r1 count for i and for j; pairs inside
         # [r0, r1) appear twice, (i, j) and (j, i), and count for their row only.
@@ -320,12 +375,7 @@ def gradient(P, Y, exaggeration=1.0, buffers=None, with_kl=False):
         f = d.mul_(w)  # (2, b, M): w_ij² (y_i − y_j)
         repel[:, r0:r1] += f.sum(2)
         repel[:, r1:] -= f[:, :, b:].sum(1)
-    if not dense:
-        attract, p_log_w = attraction(*P, Yt, with_kl)
-    # ∂C/∂y_i = 4 Σ_j (α p_ij − q_ij) w_ij (y_i − y_j) = 4α Σ_j p_ij w_ij (y_i − y_j) − 4/Z Σ_j w_ij² (y_i − y_j)
-    grad = 4 * exaggeration * attract - (4 / Z.float()) * repel
-    # Σ p_ij log q_ij = Σ p_ij log w_ij − log Z   (Σ p_ij = 1)
-    return grad.T, ((p_log_w - Z.log()).item() if with_kl else None)
+    return repel, Z, attract, p_log_w
 
 
 def strip_buffers(n, device):
@@ -333,6 +383,85 @@ def strip_buffers(n, device):
     faults."""
     rows = max(1, min(n, STRIP_ELEMENTS["cuda" if device.type == "cuda" else "cpu"] // n))
     return [torch.empty(2 * rows * n, dtype=torch.float32, device=device) for _ in range(2)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. the fast path: the repulsion by FFT-accelerated interpolation (Linderman et al., 2019)
+#
+# Σ_j w_ij² (y_i − y_j) = y_i φ₁(y_i) − φ_y(y_i), with the potentials φ_c(y) = Σ_j K(y, y_j) c_j of the charges
+# c_j ∈ {1, y_j, |y_j|²} under the kernel K(y, y') = (1 + |y − y'|²)⁻² = w². Each φ_c is a sum over all N points. Cover
+# the map with n × n boxes of p × p equispaced nodes; K is smooth, so within a box it is close to its polynomial
+# interpolant in the nodes. Spread each charge onto the nodes of its box with the Lagrange weights, sum over nodes
+# (the same kernel between every pair of nodes the same offset apart: a convolution, by FFT), and interpolate the
+# node potentials back to the points with the same weights. The cost grows as N p² + (np)² log(np).
+
+
+def lagrange_weights(t, p=INTERPOLATION_NODES):
+    """The p Lagrange polynomials of the nodes t_k = (k + ½)/p, at t in [0, 1] -> (*t.shape, p)."""
+    nodes = [(k + 0.5) / p for k in range(p)]
+    # L_k(t) = Π_{l≠k} (t − t_l) / (t_k − t_l)
+    return torch.stack([math.prod((t - nodes[l]) / (nodes[k] - nodes[l]) for l in range(p) if l != k)
+                        for k in range(p)], -1)
+
+
+def fft_size(n):
+    """The smallest m ≥ n with no prime factor above 5: a fast FFT length."""
+    while True:
+        m = n
+        for f in (2, 3, 5):
+            while m % f == 0:
+                m //= f
+        if m == 1:
+            return n
+        n += 1
+
+
+def interpolated_repulsion(Yt, p=INTERPOLATION_NODES):
+    """Σ_j w_ij² (y_i − y_j) (2, N) float32 and Z = Σ_{k≠l} w_kl (float64) for the map Yt (2, N), approximately:
+    the interpolation's error grows as (box width)³."""
+    N = Yt.shape[1]
+    lo = Yt.min(1, keepdim=True).values  # (2, 1)
+    widths = (Yt.max(1).values - lo[:, 0]).tolist()  # the map's width along x and along y
+    n = fft_size(max(MIN_BOXES, math.ceil(max(widths) / BOX_WIDTH)))  # boxes along the wider axis
+    h = max(max(widths), torch.finfo(torch.float32).tiny) / n  # box width, the same along both axes
+    nx, ny = (fft_size(max(1, math.ceil(w / h - 1e-3))) for w in widths)  # boxes along x and y
+    Mx, My = nx * p, ny * p  # nodes along x and y, h / p apart
+    u = (Yt - lo) / h  # (2, N): position in box widths
+    last = torch.tensor([[nx - 1], [ny - 1]], dtype=u.dtype, device=Yt.device)
+    box = torch.minimum(u.floor().clamp_(min=0), last)  # the box of each point; the far edge is in the last box
+    L = lagrange_weights(u - box, p)  # (2, N, p): along x and along y
+    node = box.long()[:, :, None] * p + torch.arange(p, device=Yt.device)  # (2, N, p): node index along each axis
+    index = (node[0, :, :, None] * My + node[1, :, None, :]).view(N, p * p)  # (N, p²) into the flat Mx × My grid
+    weight = (L[0, :, :, None] * L[1, :, None, :]).view(N, p * p)  # (N, p²): L_k(x) L_l(y)
+    # the charges c_j: 1, x_j, y_j, |y_j|²
+    charges = torch.stack([torch.ones_like(Yt[0]), Yt[0], Yt[1], (Yt * Yt).sum(0)])  # (4, N)
+    # spread: q_c(node) = Σ_j L_k(x_j) L_l(y_j) c_j over the points j whose box holds the node
+    grid = torch.zeros(4, Mx * My, device=Yt.device)
+    grid.view(-1).index_add_(0, (index.view(1, -1) + Mx * My * torch.arange(4, device=Yt.device)[:, None]).view(-1),
+                             (charges[:, :, None] * weight).view(-1))
+    # the kernel between nodes (a, b) apart, on a 2Mx × 2My torus: zero padding turns the circular convolution into
+    # the plain one for offsets |a| < Mx, |b| < My
+    ox, oy = (torch.arange(2 * m, device=Yt.device) for m in (Mx, My))
+    ox, oy = (torch.minimum(o, len(o) - o) * (h / p) for o in (ox, oy))  # (2Mx,), (2My,): |a| h/p, |b| h/p
+    # K = (1 + |δ|²)⁻²
+    kernel = (1 + ox[:, None] ** 2 + oy[None, :] ** 2) ** -2  # (2Mx, 2My)
+    # φ_c(node) = Σ_node' K(node − node') q_c(node'): a convolution, a product of spectra
+    size = (2 * Mx, 2 * My)
+    spectrum = torch.fft.rfft2(grid.view(4, Mx, My), s=size) * torch.fft.rfft2(kernel)
+    potential = torch.fft.irfft2(spectrum, s=size)[:, :Mx, :My].reshape(4, Mx * My)  # (4, Mx·My)
+    # interpolate back: φ_c(y_i) = Σ_{k,l} L_k(x_i) L_l(y_i) φ_c(node_kl)
+    phi = (potential[:, index] * weight).sum(2).double()  # (4, N)
+    Y = Yt.double()
+    # Σ_j w_ij² (y_i − y_j) = y_i φ₁ − (φ_x, φ_y)
+    repel = (Y * phi[0] - phi[1:3]).float()
+    # Σ_j w_ij = Σ_j w_ij² (1 + |y_i − y_j|²) = (1 + |y_i|²) φ₁ − 2 y_i·(φ_x, φ_y) + φ_|y|², self-pair included
+    Z = ((1 + (Y * Y).sum(0)) * phi[0] - 2 * (Y * phi[1:3]).sum(0) + phi[3]).sum()
+    # Z = Σ_{k≠l} w_kl leaves out each self-pair as interpolated, s_i = Σ_{ν,ν'} L_ν(y_i) K(ν − ν') L_ν'(y_i) over the
+    # nodes of i's box (not w_ii = 1: the interpolant misses the kernel's peak by up to 60% in boxes 1 wide)
+    a = (torch.arange(p, device=Yt.device)[:, None] - torch.arange(p, device=Yt.device)).abs()  # |k − k'|
+    in_box = kernel[a[:, None, :, None], a[None, :, None, :]].reshape(p * p, p * p)  # K between nodes (k,l), (k',l')
+    Z = Z - ((weight @ in_box) * weight).sum(1).double().sum()
+    return repel, Z
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -368,13 +497,15 @@ def start_map(X, init="pca", seed=0):
 
 
 def tsne(X, perplexity=PERPLEXITY, n_iter=N_ITER, seed=0, init="pca", exact=False, stop_early=True, centre=True,
-         verbose=False):
+         verbose=False, interpolate=None):
     """t-SNE of X (N, D) on X's device -> (Y (N, 2) float32 on X's device, final KL(P || Q) as a float).
 
     init: "pca", "random" (from `seed`) or an (N, 2) tensor. exact=True uses the exact P over all pairs (dense,
     N×N) instead of the nearest neighbours. The map is float32: centred after every step, it keeps its digits even
     when early exaggeration shrinks it by 17 orders of magnitude. stop_early=False (every iteration, whatever the
     stopping rules say) and centre=False are there to show, in the tests, how float32 lost such maps before.
+    interpolate: the repulsion by FFT interpolation (True) or exact over all pairs (False); by default from
+    N = FFT_FROM_N on, with the neighbour lists only.
     """
     t0 = time.perf_counter()
     N = len(X)
@@ -395,10 +526,12 @@ def tsne(X, perplexity=PERPLEXITY, n_iter=N_ITER, seed=0, init="pca", exact=Fals
 
     Y = init.double() if torch.is_tensor(init) else start_map(X, init, seed)
     Y = Y.to(device, torch.float32)
-    buffers = strip_buffers(N, device)
+    if interpolate is None:
+        interpolate = not exact and N >= FFT_FROM_N
+    buffers = None if interpolate else strip_buffers(N, device)
 
     def objective(Y, exaggeration, with_kl):
-        grad, p_log_q = gradient(P, Y, exaggeration, buffers, with_kl)
+        grad, p_log_q = gradient(P, Y, exaggeration, buffers, with_kl, interpolate)
         return grad.to(Y.dtype), (p_log_p - p_log_q if with_kl else None)
 
     Y = descend(objective, Y, n_iter, stop_early, centre, verbose)

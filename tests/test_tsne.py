@@ -185,27 +185,79 @@ def test_strip_size_changes_nothing_but_rounding():
         assert (strips - one).abs().max() <= 20 * F32 * one.abs().max()
 
 
+def test_lagrange_weights_reproduce_quadratics():
+    """p = 3 nodes reproduce every polynomial of degree 2 exactly, the reason the error falls as (box width)³."""
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    L = tsne.lagrange_weights(t, 3)  # (11, 3)
+    nodes = torch.tensor([1 / 6, 1 / 2, 5 / 6], dtype=torch.float64)
+    for f in (lambda x: 1 + 0 * x, lambda x: x, lambda x: 3 * x ** 2 - x):
+        assert torch.allclose(L @ f(nodes), f(t), atol=1e-12)
+    assert not torch.allclose(L @ nodes ** 3, t ** 3, atol=1e-3)  # but not a cubic
+
+
+def box_width(Y):
+    width = (Y.max(0).values - Y.min(0).values).max().item()  # along the wider axis
+    return width / tsne.fft_size(max(tsne.MIN_BOXES, math.ceil(width / tsne.BOX_WIDTH)))
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1.0, 30.0])
+@pytest.mark.parametrize("exaggeration", [1.0, 12.0])
+def test_interpolated_gradient_matches_reference(exaggeration, scale):
+    """The FFT-interpolated repulsion on an early-exaggeration map (1e-4 wide), tight clusters (about 3 wide) and a
+    wide map (about 100, boxes 1 wide). Interpolating K = (1 + r²)⁻² with degree-2 polynomials on boxes h wide errs
+    by O(h³ max|K‴|); measured, the gradient's largest error is 0.055–0.09 h³ of its largest component, so the
+    bound is 0.15 h³ (with a float32 floor). The KL's error comes from Z alone, whose self-pairs are removed as
+    interpolated."""
+    X, _ = gaussian_clusters(n_per=100, seed=6)
+    N = len(X)
+    P = tsne.neighbour_affinities(X, 30.0, 91)
+    P_dense = tsne.sparse_joint(*P).to_dense().double()
+    Y = spread_map(N, scale)
+    grad_ref, kl_ref = tsne.reference_objective(P_dense, Y, exaggeration)
+    grad, p_log_q = tsne.gradient(P, Y.float(), exaggeration, with_kl=True, interpolate=True)
+    kl = torch.xlogy(P_dense, P_dense).sum().item() - p_log_q
+    bound = max(0.15 * box_width(Y) ** 3, 50 * F32)
+    assert grad.dtype == torch.float32
+    assert (grad.double() - grad_ref).abs().max() <= bound * grad_ref.abs().max()
+    assert abs(kl - kl_ref) <= 1e-3 * kl_ref
+
+
 @pytest.mark.parametrize("data", ["swiss roll", "clusters"])
-@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("exact", [False, True, "interpolated"])
 def test_fast_kl_after_300_iterations_matches_reference(data, exact):
     """The whole run: both paths take the same optimiser (descend) from the same start with the same P. Rounding
-    makes the paths part, so the KLs agree to 1%, not to the last digit."""
+    makes the paths part, so the KLs agree to 1%, not to the last digit. The interpolated repulsion is checked
+    against the exact one with the same P, by its map's exact KL: its own KL has the error of its Z, which in
+    tight clusters is dominated by the nearest pairs (1.3% here)."""
     X = swiss_roll(300) if data == "swiss roll" else gaussian_clusters(n_per=30, n_clusters=10, seed=1)[0]
     Y0 = tsne.start_map(X, "pca")
     P = tsne.joint_affinities(X, 30.0, None if exact else tsne.default_neighbours(300, 30.0))
+    if exact == "interpolated":
+        # against the exact repulsion with the same P: a map no worse by 1% (on the clusters, whose KL is small,
+        # it is 1.2% better)
+        _, kl_exact = tsne.tsne(X, n_iter=300, init=Y0, interpolate=False)
+        Y, _ = tsne.tsne(X, n_iter=300, init=Y0, interpolate=True)
+        kl = tsne.reference_objective(P.to_dense().double(), Y.double())[1]
+        assert kl <= 1.01 * kl_exact, (kl, kl_exact)
+        return
     _, kl_ref, _ = tsne.tsne_reference(X, Y0, n_iter=300, P=(P if exact else P.to_dense()).double())
-    _, kl = tsne.tsne(X, n_iter=300, init=Y0, exact=exact)
+    _, kl = tsne.tsne(X, n_iter=300, init=Y0, exact=exact, interpolate=False)
     assert abs(kl - kl_ref) <= 0.01 * kl_ref, (kl, kl_ref)
 
 
-def test_sparse_P_costs_little_trustworthiness():
-    """Keeping P over the 3·perplexity nearest neighbours, as the fast path does, against the exact P: at
-    N = 2000 the map's trustworthiness drops by at most 0.003."""
-    X, _ = gaussian_clusters(n_per=200, n_clusters=10, dim=50, spread=3.0, seed=11)
-    Y_sparse, _ = tsne.tsne(X)
+def test_sparse_P_and_interpolation_cost_little_quality():
+    """At N = 2000: keeping P over the 3·perplexity nearest neighbours, as the fast path does, against the exact P
+    costs at most 0.003 of trustworthiness; the interpolated repulsion (the default from FFT_FROM_N on) against
+    the exact one with the same P, at most 0.003 of trustworthiness and 0.005 of 10-NN agreement."""
+    X, labels = gaussian_clusters(n_per=200, n_clusters=10, dim=50, spread=3.0, seed=11)
+    Y_interpolated, _ = tsne.tsne(X, interpolate=True)
+    Y_sparse, _ = tsne.tsne(X, interpolate=False)
     Y_exact, _ = tsne.tsne(X, exact=True)
-    T_sparse, T_exact = tsne.trustworthiness(X, Y_sparse), tsne.trustworthiness(X, Y_exact)
+    T_interpolated, T_sparse, T_exact = (tsne.trustworthiness(X, Y) for Y in (Y_interpolated, Y_sparse, Y_exact))
     assert T_sparse >= T_exact - 0.003, (T_sparse, T_exact)
+    assert abs(T_interpolated - T_sparse) <= 0.003, (T_interpolated, T_sparse)
+    A_interpolated, A_sparse = (tsne.knn_agreement(Y, labels) for Y in (Y_interpolated, Y_sparse))
+    assert abs(A_interpolated - A_sparse) <= 0.005, (A_interpolated, A_sparse)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -308,7 +360,7 @@ def test_float32_loses_a_shrinking_map_unless_centred_or_stopped():
     grad, update = torch.tensor([3e-24]), torch.tensor([-2e-22])
     assert grad * update == 0 and grad.sign() * update.sign() < 0
     X = torch.randn(2000, 20, generator=torch.Generator().manual_seed(0))
-    merged, _ = tsne.tsne(X, n_iter=350, stop_early=False, centre=False)
+    merged, _ = tsne.tsne(X, n_iter=350, stop_early=False, centre=False, interpolate=False)  # exact pair forces
     assert merged.mean(0).abs().max() > 1e-7 and merged.std(0).min() < 1e-6 and len(merged[:, 0].unique()) < 10
     for kwargs in ({"stop_early": True, "centre": False}, {"stop_early": False, "centre": True}):
         Y, _ = tsne.tsne(X, n_iter=350, **kwargs)
@@ -405,3 +457,29 @@ def test_nearest_distances_match_a_brute_force_loop():
     by_hand = [min(((q - r) ** 2).sum().sqrt().item() for r in R) for q in Q]
     assert np.allclose(tsne.nearest_distances(Q, R, chunk=8).numpy(), by_hand, atol=1e-5)
     assert tsne.nearest_distances(R, R).abs().max() < 1e-3      # every point is its own nearest
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_interpolated_repulsion_on_cuda_matches_cpu():
+    """The same FFT interpolation on a GPU: float32 rounding apart, the CPU's gradient; and a whole run there."""
+    X, _ = gaussian_clusters(n_per=100, seed=6)
+    P = tsne.neighbour_affinities(X, 30.0, 91)
+    Y = spread_map(len(X), 10.0).float()
+    grad_cpu, p_log_q_cpu = tsne.gradient(P, Y, 12.0, with_kl=True, interpolate=True)
+    grad, p_log_q = tsne.gradient(tuple(t.cuda() for t in P), Y.cuda(), 12.0, with_kl=True, interpolate=True)
+    assert grad.device.type == "cuda"
+    assert (grad.cpu() - grad_cpu).abs().max() <= 1e-4 * grad_cpu.abs().max()
+    assert abs(p_log_q - p_log_q_cpu) <= 1e-5 * abs(p_log_q_cpu)
+    Y, kl = tsne.tsne(X.cuda(), n_iter=300, interpolate=True)
+    assert Y.device.type == "cuda" and torch.isfinite(Y).all() and (Y.std(0) > 0.5).all() and math.isfinite(kl)
+
+
+def test_neighbours_far_from_the_origin_are_searched_again_in_float64():
+    """Points 1000 from the origin and 0.01 apart: float32's |x|² + |y|² − 2 x·y cannot rank them, so every row
+    is unsure and searched again; the neighbours are still the exact ones."""
+    g = torch.Generator().manual_seed(2)
+    X = 1000 + 0.01 * torch.randn(60, 5, generator=g, dtype=torch.float64)
+    D = ((X[:, None] - X[None]) ** 2).sum(-1).fill_diagonal_(math.inf)
+    d_ref, i_ref = D.topk(7, dim=1, largest=False)
+    d, i = tsne.nearest_neighbours(X, 7, rows=16)
+    assert torch.equal(i, i_ref) and torch.allclose(d, d_ref, rtol=1e-12, atol=0)
