@@ -69,7 +69,7 @@ STRIP_ELEMENTS = {"cpu": 2**20, "cuda": 2**26}  # 12 MB on a CPU, the fastest si
 
 # the fast path's repulsion from N = FFT_FROM_N on: FFT-accelerated interpolation (Linderman et al., 2019), with
 # openTSNE's defaults; below it, the exact strips are faster on the 2-core CPU (README, "t-SNE beside scikit-learn")
-FFT_FROM_N = 20000       # the one rule that chooses between the two repulsions
+FFT_FROM_N = 5000        # the one rule that chooses between the two repulsions
 INTERPOLATION_NODES = 3  # p: Lagrange nodes per box along each axis (openTSNE's n_interpolation_points)
 BOX_WIDTH = 1.0          # boxes at most this wide, in map units (openTSNE's ints_in_interval)
 MIN_BOXES = 50           # boxes along each axis, at least (openTSNE's min_num_intervals)
