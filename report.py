@@ -467,8 +467,9 @@ def pair_paths(pairs, kinds, accuracy, confident):
     mean = {kind: sum(c) / sets for kind, c in counts.items()}
     spread = max(max(c) - min(c) for c in counts.values())
     if abs(mean["linear"] - mean["slerp"]) <= max(spread, TIE_PAIRS):
-        return numbers + (f": a tie; the means differ by {abs(mean['linear'] - mean['slerp']):.1f} pairs, within the "
-                          f"spread over the sets of ends ({spread} pairs) or {TIE_PAIRS} pairs.")
+        return numbers + (f": a tie; the means differ by {abs(mean['linear'] - mean['slerp']):.1f} pairs, no more than "
+                          f"the larger of the spread over the sets of ends ({spread} pairs) and the tie of "
+                          f"{TIE_PAIRS} pairs.")
     fewer = "slerp" if mean["slerp"] < mean["linear"] else "linear"
     return numbers + f": {fewer} paths pass through other digits less often, beyond the spread over the sets of ends."
 

@@ -119,7 +119,8 @@ def test_the_latent_space_observations_cite_their_numbers(tmp_path):
     assert "of prior samples is 31.0% in all 20 units and 42.0% in the 13 active ones" in text
     # 45 pairs over 5 sets of ends: linear 2, 3, 2, 1, 2 pairs; slerp 0 in each: means 2.0 and 0.0, spread 2
     assert "linear paths pass through a third digit in 2.0 (from 1 to 3) of 45 pairs, slerp paths in 0" in text
-    assert "a tie; the means differ by 2.0 pairs, within the spread over the sets of ends (2 pairs)" in text
+    assert "a tie; the means differ by 2.0 pairs, no more than the larger of the spread over the sets of ends (2 pairs)" \
+        in text
     assert "ranges from 0.50 to 0.70, and 3 of the 5 paths pass through a third digit (8, 9)." in text
     # traversal: the conv VAE has 13 active units (variance 0.9), each changing the image by 12.0, 7 inactive by 0.5
     assert "(variance of μ above 0.01; 13 of 20)" in text and "by 12.0 on average" in text
