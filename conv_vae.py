@@ -139,7 +139,8 @@ def decode_saved_models(out, device, latent_dim, seed, test, force=False, quick=
     units = {name: {"kl": kl_per_unit(model, test_x).tolist(), "variance": unit_variance(model, test_x).tolist()}
              for name, model in models.items()}
     plot_kl_per_unit(units, figures["kl"], figure_title(
-        "KL per unit, E_x KL(q(z_u|x) ‖ N(0, 1)): dark bars are active units (variance of μ above 0.01)", quick))
+        "KL per unit, E_x KL(q(z_u|x) ‖ N(0, 1)): dark bars are active units (variance of μ above 0.01), crosses "
+        "inactive ones", quick))
     save_json(out / "saved_models.json", {"config": config, "models": list(models), "reconstruction_error": error,
                                           "units": units})
     print("Part 3: reconstruction error −log p(x | μ(x)) on the test set, nats per image: "
@@ -156,6 +157,10 @@ def plot_kl_per_unit(units, path, title):
         kl, variance = torch.tensor(u["kl"]), torch.tensor(u["variance"])
         active = is_active(variance)
         ax.bar(range(len(kl)), kl.tolist(), color=["C0" if a else "#b9cfe4" for a in active.tolist()])
+        inactive = (~active).nonzero().squeeze(1).tolist()   # a collapsed unit's bar has no height: mark its place
+        ax.plot(inactive, [0] * len(inactive), "x", color="C3", ms=6, label="inactive unit")
+        if inactive:
+            ax.legend(fontsize=7, loc="upper left")
         ax.set(title=f"{name}: {active_units(variance)} of {len(kl)} active", xlabel="latent unit u",
                xticks=range(0, len(kl), max(1, len(kl) // 10)))
     axes[0, 0].set_ylabel("KL (nats per image)")
