@@ -21,7 +21,8 @@ from pathlib import Path
 from bookkeeping import (SEED, UserError, atomic_write, cli, file_digest, make_parser, parse, plural, prepare_out,
                          read_metrics, save_json, up_to_date)
 from typeset import write_pdf
-from vae import LATENT_DIM, add_latent_dim_arg
+from tsne import BOOTSTRAP
+from vae import ACTIVE_VARIANCE, LATENT_DIM, add_latent_dim_arg
 
 MODELS = ["mlp_100_100", "mlp_200_200", "mlp_300_300", "conv"]   # the assignment's models, compared with each other
 MODEL_2D = "mlp_200_200_z2"   # beyond the assignment: vae.py's MLP with a 2-D z, shown beside them
@@ -41,10 +42,8 @@ CONFIDENT_SHARE = 1.5    # "clustered" when 10-NN agreement is this many times c
 TIE_ACCURACY = 0.005     # accuracies closer than half a point are a tie
 TIE_DISTANCE = 0.05      # median distances within 5% of each other are a tie
 HOLES_RATIO = 1.5        # prior samples this much farther from the data than held-out data are: holes
-ACTIVE_VARIANCE = 0.01   # a unit is active when the variance of its posterior mean exceeds this (as in vae.py)
 COLLAPSED_KL = 0.01      # nats: an inactive unit whose KL is below this has q(z_u|x) = N(0, 1) for every x
 TIE_PAIRS = 2            # counts of pairs (of 45) within 2 are a tie
-BOOTSTRAP = 1000         # the resamples behind tsne.py's 95% interval of the distance ratio (tsne.BOOTSTRAP)
 
 TEMPLATE = """\
 # Variational autoencoders on MNIST
@@ -427,8 +426,8 @@ def direct_2d(d, accuracy_ok):
 
 def traversal_use(change, variance, firm):
     """Does sweeping an active unit change the image more than sweeping an inactive one?"""
-    active = [c for c, v in zip(change, variance) if v > 0.01]
-    inactive = [c for c, v in zip(change, variance) if v <= 0.01]
+    active = [c for c, v in zip(change, variance) if v > ACTIVE_VARIANCE]
+    inactive = [c for c, v in zip(change, variance) if v <= ACTIVE_VARIANCE]
     mean = lambda xs: sum(xs) / len(xs)
     if not active or not inactive:
         return (f"All {len(change)} units are {'active' if active else 'inactive'}; sweeping them changes the image "

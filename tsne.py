@@ -776,7 +776,7 @@ def main(argv=None):
     # the study's own modules, imported here: `import tsne` for tsne.tsne(X) alone stays light
     from classifier import classify, load_classifier
     from conv_vae import load_conv_vae, load_model_2d
-    from vae import figure_title, is_active, load_mnist, unit_variance
+    from vae import figure_title, is_active, load_mnist
 
     args = parse_args(argv)
     device, out = start(args, vars(args))
@@ -793,9 +793,9 @@ def main(argv=None):
     # --- prior samples, decoded and classified; the encoded test set, whose digits are known
     prior = decode_prior(vae, probabilities, args.n_samples, args.seed, device)
     _, _, test_x, test_y = load_mnist(args.data_dir, device, args.quick)
-    active = is_active(unit_variance(vae, test_x))                                   # (d,) boolean
     n = min(args.n_samples, len(test_x))                                             # the maps compare equal N
     test = encode_test_set(vae, probabilities, test_x, test_y, n, args.seed)
+    active = is_active(test["mu"].var(0))                 # (d,) boolean: the variance of μ over the test set
 
     # --- the prior against the aggregate posterior, in all units and in the active ones
     units = {f"all {plural(latent_dim, 'unit')}": torch.ones_like(active)}

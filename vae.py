@@ -330,9 +330,12 @@ def kl_per_unit(model, x, batch_size=2000):
     return total / len(x)
 
 
-def is_active(variance, threshold=0.01):
-    # unit u is active if Var_x(E_q[z_u | x]) > 0.01 (Burda et al., 2016) → a boolean mask (d,)
-    return variance > threshold
+ACTIVE_VARIANCE = 0.01   # unit u is active if Var_x(E_q[z_u | x]) exceeds this (Burda et al., 2016)
+
+
+def is_active(variance):
+    # Var_x(E_q[z_u | x]) > 0.01 → a boolean mask (d,)
+    return variance > ACTIVE_VARIANCE
 
 
 def active_units(variance):
